@@ -1,0 +1,3 @@
+from fastws.cli import main
+
+main()

@@ -1,0 +1,508 @@
+"""asyncio glue shared by the server and the client: one object per connection.
+
+``WebSocket`` is at once the ``asyncio.BufferedProtocol`` that the transport
+talks to and the handle that applications use. It reads straight into the
+codec's pooled buffer, hands whole messages either to a ``Listener`` (callback
+API) or to a bounded queue (``async for`` API), and writes everything queued
+during one loop turn with a single ``transport.write``.
+
+Flow control, both ways:
+- incoming: when the queue of unread messages reaches ``max_queue`` the
+  transport stops reading until the application has caught up;
+- outgoing: bytes waiting in our buffer plus the transport's may not pass
+  ``max_write_buffer``. Past it, ``slow_consumer="close"`` (the default) drops
+  the peer with 1008, while ``slow_consumer="wait"`` makes ``await send()``
+  wait for the transport to drain (and still closes at twice the limit, so a
+  peer that never reads cannot grow memory without bound).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastws import closecodes
+from fastws.codec import OP_BINARY, OP_TEXT
+from fastws.connection import CLOSED, OPEN, Connection
+from fastws.errors import ConnectionClosed, ConnectionClosedOK
+
+logger = logging.getLogger("fastws")
+
+HANDSHAKE = 0  # phase before the connection is a WebSocket (HTTP Upgrade)
+
+Data = str | bytes | bytearray | memoryview
+
+
+@dataclass
+class Options:
+    """Limits and timers shared by the server and the client (seconds, bytes)."""
+
+    max_message_size: int = 1 << 20
+    max_queue: int = 64
+    max_write_buffer: int = 4 << 20
+    slow_consumer: str = "close"
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    open_timeout: float = 10.0
+    close_timeout: float = 10.0
+    max_header_size: int = 16384
+    compression: Any = True  # True, False/None, or a fastws.deflate.DeflateConfig
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.slow_consumer not in ("close", "wait"):
+            raise ValueError("slow_consumer must be 'close' or 'wait'")
+        for name in ("max_message_size", "max_queue", "max_write_buffer", "max_header_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+    def tick(self) -> float:
+        """How often the shared timer checks deadlines: fine enough for the shortest one."""
+        timers = [self.open_timeout, self.close_timeout]
+        timers += [t for t in (self.ping_interval, self.ping_timeout) if t]
+        return max(0.05, min(1.0, min(timers) / 4))
+
+
+class Listener:
+    """Callback API: subclass it and pass the class to ``serve`` or ``connect``.
+
+    One instance per connection; no coroutine per message. ``payload`` is valid
+    only during ``on_message``: keep ``bytes(payload)`` if it must outlive it.
+    """
+
+    def on_connect(self, ws: WebSocket) -> None:
+        """The handshake is done; ``ws`` may send."""
+
+    def on_message(self, ws: WebSocket, opcode: int, payload: memoryview) -> None:
+        """A whole message: ``opcode`` is OP_TEXT (payload is valid UTF-8) or OP_BINARY."""
+
+    def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
+        """The connection is closed (1006 when it ended without a close frame)."""
+
+
+class WebSocket(asyncio.BufferedProtocol):
+    """One WebSocket connection (the transport's protocol and the user's handle)."""
+
+    def __init__(self, options: Options, loop: asyncio.AbstractEventLoop) -> None:
+        self.options = options
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.phase = HANDSHAKE
+        self.subprotocol: str | None = None
+        self.remote_address: Any = None
+        self.state: Any = None  # per-connection application state (from the upgrade hook)
+        self.conn: Connection | None = None
+        self.listener: Listener | None = None
+        self.deadline = 0.0  # open or close deadline, checked by the shared timer
+        self.last_seen = 0.0
+        self.ping_sent_at = 0.0
+        self._get_buffer: Any = None
+        self._buffer_updated: Any = None
+        self._in_read = False
+        self._flush_pending = False
+        self._queue: deque | None = None
+        self._waiter: asyncio.Future | None = None
+        self._paused_reading = False
+        self._drain_waiter: asyncio.Future | None = None
+        self._closed_waiter: asyncio.Future | None = None
+        self._lost = False
+
+    # -- transport callbacks ---------------------------------------------------
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._buffer_updated(nbytes)
+
+    def eof_received(self) -> bool:
+        conn = self.conn
+        if conn is not None:
+            conn.receive_eof()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        conn = self.conn
+        if conn is not None:
+            conn.receive_eof()
+            conn.release()
+        self._connection_gone()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        waiter = self._closed_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _connection_gone(self) -> None:
+        """Hook for the server and client to forget the connection."""
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- becoming a WebSocket ----------------------------------------------------
+
+    def _open(self, conn: Connection, leftover: bytes) -> None:
+        """The handshake succeeded: route reads to the frame parser."""
+        self.conn = conn
+        self.phase = OPEN
+        self.last_seen = self.loop.time()
+        self.deadline = 0.0
+        conn.on_close = self._on_close
+        conn.on_pong = self._on_pong
+        self._get_buffer = conn.get_buffer
+        self._buffer_updated = self._on_data
+        listener = self.listener
+        if listener is not None:
+            conn.on_message = self._listener_message
+            try:
+                listener.on_connect(self)
+            except Exception:
+                self._internal_error("on_connect")
+        else:
+            self._queue = deque()
+            conn.on_message = self._enqueue
+        if leftover:
+            self._in_read = True
+            try:
+                conn.receive(leftover)
+            except Exception:
+                self._internal_error("on_message")
+            finally:
+                self._in_read = False
+            self._after_read()
+
+    def _on_data(self, nbytes: int) -> None:
+        conn = self.conn
+        self._in_read = True
+        try:
+            conn.buffer_updated(nbytes)
+        except Exception:
+            self._internal_error("on_message")
+        finally:
+            self._in_read = False
+        if self.options.ping_interval:
+            self.last_seen = self.loop.time()
+        self._after_read()
+
+    def _after_read(self) -> None:
+        conn = self.conn
+        if conn.out:
+            self._flush()
+        if conn.state == CLOSED:
+            self._close_transport()
+
+    def _internal_error(self, where: str) -> None:
+        logger.exception("fastws: error in %s; closing the connection with 1011", where)
+        conn = self.conn
+        if conn is not None and conn.state != CLOSED:
+            conn.fail(closecodes.INTERNAL_ERROR, "internal error")
+            self._schedule_flush()
+
+    # -- incoming messages ---------------------------------------------------------
+
+    def _listener_message(self, opcode: int, payload: memoryview) -> None:
+        self.listener.on_message(self, opcode, payload)
+
+    def _enqueue(self, opcode: int, payload: memoryview) -> None:
+        message = str(payload, "utf-8") if opcode == OP_TEXT else bytes(payload)
+        queue = self._queue
+        queue.append(message)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        if len(queue) >= self.options.max_queue and not self._paused_reading:
+            self._paused_reading = True
+            self.transport.pause_reading()
+
+    async def recv(self) -> str | bytes:
+        """The next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises ConnectionClosed once the connection is closed and drained.
+        """
+        queue = self._queue
+        if queue is None:
+            raise RuntimeError("recv() is not available with a Listener; use on_message")
+        while not queue:
+            if self.conn.state == CLOSED:
+                raise self.conn.closed_error()
+            waiter = self._waiter = self.loop.create_future()
+            await waiter
+        message = queue.popleft()
+        if self._paused_reading and len(queue) <= self.options.max_queue // 4:
+            self._paused_reading = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+        return message
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[str | bytes]:
+        """Messages until the peer closes; an error close raises ConnectionClosedError."""
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionClosedOK:
+                return
+
+    # -- outgoing messages -------------------------------------------------------
+
+    def send_frame(self, opcode: int, payload: Data) -> None:
+        """Queue one message without waiting (callback API); sent this loop turn."""
+        conn = self.conn
+        if isinstance(payload, str):
+            payload = payload.encode()
+        conn.send(opcode, payload)
+        if not self._in_read:
+            self._schedule_flush()
+        self._check_write_buffer()
+
+    def send_nowait(self, message: Data) -> None:
+        """Queue ``message`` (str: text, bytes-like: binary) without waiting."""
+        if isinstance(message, str):
+            self.send_frame(OP_TEXT, message.encode())
+        else:
+            self.send_frame(OP_BINARY, message)
+
+    async def send(self, message: Data | Iterable[Data]) -> None:
+        """Send a message; waits for the transport to drain only with slow_consumer="wait".
+
+        A ``str`` goes as text, a bytes-like as binary; an iterable of them is
+        sent as one fragmented message of the type of its first item.
+        """
+        conn = self.conn
+        if isinstance(message, str):
+            conn.send(OP_TEXT, message.encode())
+        elif isinstance(message, bytes | bytearray | memoryview):
+            conn.send(OP_BINARY, message)
+        else:
+            self._send_fragments(message)
+        if not self._in_read:
+            self._schedule_flush()
+        self._check_write_buffer()
+        if self.options.slow_consumer == "wait":
+            await self._drain()
+
+    def _send_fragments(self, fragments: Iterable[Data]) -> None:
+        conn = self.conn
+        opcode = 0
+        previous = None
+        for item in fragments:
+            if isinstance(item, str):
+                item = item.encode()
+                kind = OP_TEXT
+            else:
+                kind = OP_BINARY
+            if previous is not None:
+                conn.send_frame(opcode, previous, fin=False)
+                opcode = 0
+            else:
+                opcode = kind
+            previous = item
+        if previous is None:
+            raise TypeError("send() takes str, bytes-like, or a non-empty iterable of them")
+        conn.send_frame(opcode, previous, fin=True)
+
+    def send_prebuilt(self, frame: bytes) -> None:
+        """Queue a frame that was built once for many connections (see broadcast)."""
+        conn = self.conn
+        if conn is None or conn.close_sent or conn.state == CLOSED:
+            return
+        conn.send_prebuilt(frame)
+        if not self._in_read:
+            self._schedule_flush()
+        self._check_write_buffer()
+
+    def _check_write_buffer(self) -> None:
+        pending = len(self.conn.out) + self.transport.get_write_buffer_size()
+        limit = self.options.max_write_buffer
+        if pending > limit and (self.options.slow_consumer == "close" or pending > 2 * limit):
+            self._drop_slow_consumer(pending)
+
+    def _drop_slow_consumer(self, pending: int) -> None:
+        logger.debug("fastws: dropping a slow consumer with %d bytes pending", pending)
+        conn = self.conn
+        conn.out.clear()
+        conn.fail(closecodes.POLICY_VIOLATION, "slow consumer: send buffer overflow")
+        # Its buffers are full: the close frame is tried, not waited for.
+        self.transport.write(bytes(conn.out))
+        conn.out.clear()
+        self.transport.abort()
+
+    async def _drain(self) -> None:
+        transport = self.transport
+        while (
+            transport.get_write_buffer_size() + len(self.conn.out) > self.options.max_write_buffer // 2
+            and not transport.is_closing()
+        ):
+            self._drain_waiter = self.loop.create_future()
+            await self._drain_waiter
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_pending = False
+        conn = self.conn
+        if conn.out:
+            self._flush()
+        if conn.state == CLOSED:
+            self._close_transport()
+
+    def _flush(self) -> None:
+        transport = self.transport
+        conn = self.conn
+        if transport is None or transport.is_closing():
+            conn.out.clear()
+            return
+        out = conn.out
+        transport.write(out)
+        if transport.get_write_buffer_size():
+            conn.out = bytearray()  # the transport still holds a view of the old one
+        else:
+            del out[:]
+
+    # -- pings and closing ---------------------------------------------------------
+
+    def _on_pong(self, payload: memoryview) -> None:
+        self.ping_sent_at = 0.0
+
+    async def ping(self, payload: bytes = b"") -> None:
+        """Send a ping (the pong is handled by the keepalive timer)."""
+        self.conn.ping(payload)
+        self._schedule_flush()
+
+    def _on_close(self, code: int, reason: str) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        listener = self.listener
+        if listener is not None:
+            try:
+                listener.on_close(self, code, reason)
+            except Exception:
+                logger.exception("fastws: error in on_close")
+
+    def _close_transport(self) -> None:
+        """The close handshake is over: the server closes TCP first (RFC 6455 7.1.1)."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def close_nowait(self, code: int = closecodes.NORMAL, reason: str = "") -> None:
+        """Start the closing handshake without waiting for it to finish."""
+        conn = self.conn
+        if conn is None:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if conn.state == OPEN:
+            conn.close(code, reason)
+            self.deadline = self.loop.time() + self.options.close_timeout
+            self._schedule_flush()
+
+    async def close(self, code: int = closecodes.NORMAL, reason: str = "") -> None:
+        """Close with ``code`` and wait until the connection is gone (or close_timeout)."""
+        self.close_nowait(code, reason)
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the transport is gone; abort it after close_timeout."""
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        if self._closed_waiter is None:
+            self._closed_waiter = self.loop.create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._closed_waiter), self.options.close_timeout)
+        except TimeoutError:
+            transport.abort()
+
+    @property
+    def closed(self) -> bool:
+        return self.conn is None or self.conn.state == CLOSED
+
+    @property
+    def close_code(self) -> int | None:
+        conn = self.conn
+        return conn.close_code if conn is not None and conn.state == CLOSED else None
+
+    @property
+    def close_reason(self) -> str:
+        conn = self.conn
+        return conn.close_reason if conn is not None else ""
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes queued for this peer and not yet accepted by the kernel."""
+        transport = self.transport
+        pending = transport.get_write_buffer_size() if transport is not None else 0
+        return pending + (len(self.conn.out) if self.conn is not None else 0)
+
+    # -- shared timer ----------------------------------------------------------------
+
+    def check_timers(self, now: float) -> None:
+        """Enforce open/close deadlines and keepalive; called by a shared timer."""
+        if self.deadline and now >= self.deadline:
+            logger.debug("fastws: %s timed out", "handshake" if self.phase == HANDSHAKE else "close")
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        conn = self.conn
+        if conn is None or conn.state != OPEN:
+            return
+        options = self.options
+        interval = options.ping_interval
+        if not interval:
+            return
+        if self.ping_sent_at:
+            if options.ping_timeout and now - self.ping_sent_at >= options.ping_timeout:
+                conn.fail(closecodes.INTERNAL_ERROR, "keepalive ping timeout")
+                self._flush_soon()
+        elif now - self.last_seen >= interval:
+            self.ping_sent_at = now
+            conn.ping(b"")
+            self._schedule_flush()
+
+
+def broadcast(connections: Iterable[WebSocket], message: Data) -> int:
+    """Send one message to many server-side connections, framed once.
+
+    Returns how many connections it was queued on; closed ones are skipped.
+    Connections that negotiated compression get it uncompressed (RSV1 is per
+    message, so this is always valid) so that one encoding serves all.
+    """
+    from fastws.codec import build_frame
+
+    if isinstance(message, str):
+        frame = build_frame(OP_TEXT, message.encode())
+    else:
+        frame = build_frame(OP_BINARY, message)
+    count = 0
+    for ws in connections:
+        conn = ws.conn
+        if conn is None or conn.client or conn.close_sent or conn.state == CLOSED:
+            continue
+        ws.send_prebuilt(frame)
+        count += 1
+    return count
+
+
+__all__ = ["Listener", "Options", "WebSocket", "broadcast", "ConnectionClosed"]

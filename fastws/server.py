@@ -1,0 +1,413 @@
+"""The WebSocket server: HTTP Upgrade, then either API over the same connection core.
+
+    async def handler(ws):
+        async for message in ws:
+            await ws.send(message)
+
+    async with fastws.serve(handler, "127.0.0.1", 8765) as server:
+        await server.serve_forever()
+
+or, with no coroutine per message, ``fastws.serve(EchoListener, ...)`` where
+``EchoListener`` subclasses ``fastws.Listener``.
+
+Before the upgrade, an optional ``process_request(ws, request)`` hook (plain
+function or coroutine) sees the path, query, headers and ``ws.remote_address``
+and returns ``None`` (accept), an ``Accept`` (accept with a subprotocol, extra
+headers and per-connection state), or a ``Response`` (answer with plain HTTP,
+which is how health checks and an HTTP API share the port); raising
+``HandshakeError(status, reason)`` rejects with that status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import logging
+import socket
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastws import closecodes
+from fastws.connection import CLOSED, OPEN, Connection
+from fastws.deflate import DeflateConfig, PerMessageDeflate
+from fastws.errors import ConnectionClosed, HandshakeError
+from fastws.handshake import (
+    Request,
+    RequestReader,
+    error_response,
+    http_response,
+    response_101,
+    server_handshake,
+)
+from fastws.protocol import HANDSHAKE, Listener, Options, WebSocket
+
+logger = logging.getLogger("fastws")
+
+# HTTP heads are read into one shared scratch buffer: reads are synchronous on
+# the loop's thread, so no connection needs a buffer of its own before it is a
+# WebSocket.
+_SCRATCH = bytearray(65536)
+_SCRATCH_VIEW = memoryview(_SCRATCH)
+
+
+def _scratch_buffer(sizehint: int) -> memoryview:
+    return _SCRATCH_VIEW
+
+
+@dataclass
+class Accept:
+    """Returned by ``process_request`` to accept with choices of its own."""
+
+    subprotocol: str | None = None
+    state: Any = None
+    headers: Sequence[tuple[str, str]] = ()
+
+
+@dataclass
+class Response:
+    """Returned by ``process_request`` to answer with plain HTTP instead of upgrading."""
+
+    status: int = 200
+    body: bytes | str = b""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: Sequence[tuple[str, str]] = ()
+
+
+Handler = Callable[[WebSocket], Awaitable[None]]
+ProcessRequest = Callable[["ServerConnection", Request], Any]
+
+
+def _deflate_config(compression: Any) -> DeflateConfig | None:
+    if compression is True:
+        return DeflateConfig()
+    if not compression:
+        return None
+    if isinstance(compression, DeflateConfig):
+        return compression
+    raise TypeError("compression must be True, False, None or a DeflateConfig")
+
+
+class ServerConnection(WebSocket):
+    """A connection accepted by a ``Server``."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(server.options, server.loop)
+        self.server = server
+        self.listener = None
+        self.request: Request | None = None
+        self._reader: RequestReader | None = RequestReader(max_size=server.options.max_header_size)
+        self._get_buffer = _scratch_buffer
+        self._buffer_updated = self._on_handshake_data
+        self.handler_task: asyncio.Task | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.remote_address = transport.get_extra_info("peername")
+        self.deadline = self.loop.time() + self.options.open_timeout
+        server = self.server
+        server.connections.add(self)
+        if server.max_connections is not None and len(server.connections) > server.max_connections:
+            self._reply(http_response(503, "too many connections\n"))
+
+    def _connection_gone(self) -> None:
+        self.server.connections.discard(self)
+        self._reader = None
+
+    # -- the HTTP Upgrade ----------------------------------------------------------
+
+    def _on_handshake_data(self, nbytes: int) -> None:
+        reader = self._reader
+        if reader is None:
+            return
+        try:
+            request = reader.feed(bytes(_SCRATCH_VIEW[:nbytes]))
+        except HandshakeError as exc:
+            logger.debug("fastws: bad request from %s: %s", self.remote_address, exc)
+            self._reply(error_response(exc))
+            return
+        if request is None:
+            return
+        self.request = request
+        self.transport.pause_reading()  # nothing more is read until the decision
+        hook = self.server.process_request
+        if hook is None:
+            self._decide(None)
+            return
+        try:
+            decision = hook(self, request)
+        except HandshakeError as exc:
+            self._reply(error_response(exc))
+            return
+        except Exception:
+            logger.exception("fastws: error in process_request")
+            self._reply(http_response(500, "internal server error\n"))
+            return
+        if inspect.isawaitable(decision):
+            task = self.loop.create_task(self._decide_later(decision))
+            self.server._tasks.add(task)
+            task.add_done_callback(self.server._tasks.discard)
+        else:
+            self._decide(decision)
+
+    async def _decide_later(self, pending: Awaitable[Any]) -> None:
+        try:
+            decision = await pending
+        except HandshakeError as exc:
+            self._reply(error_response(exc))
+            return
+        except Exception:
+            logger.exception("fastws: error in process_request")
+            self._reply(http_response(500, "internal server error\n"))
+            return
+        self._decide(decision)
+
+    def _reply(self, response: bytes) -> None:
+        transport = self.transport
+        self._reader = None
+        if transport is not None and not transport.is_closing():
+            transport.write(response)
+            transport.close()
+
+    def _decide(self, decision: Any) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if isinstance(decision, Response):
+            self._reply(
+                http_response(
+                    decision.status,
+                    decision.body,
+                    content_type=decision.content_type,
+                    headers=decision.headers,
+                )
+            )
+            return
+        server = self.server
+        request = self.request
+        try:
+            accepted = server_handshake(
+                request,
+                subprotocols=server.subprotocols,
+                deflate=server.deflate,
+                origins=server.origins,
+            )
+        except HandshakeError as exc:
+            logger.debug("fastws: handshake refused for %s: %s", self.remote_address, exc)
+            self._reply(error_response(exc))
+            return
+        headers: Sequence[tuple[str, str]] = ()
+        if isinstance(decision, Accept):
+            if decision.subprotocol is not None:
+                accepted = dataclasses.replace(accepted, subprotocol=decision.subprotocol)
+            self.state = decision.state
+            headers = decision.headers
+        elif decision is not None:
+            raise TypeError("process_request must return None, Accept or Response")
+        self.subprotocol = accepted.subprotocol
+        deflate = None
+        if accepted.deflate is not None:
+            deflate = PerMessageDeflate(accepted.deflate, server=True, config=server.deflate)
+        conn = Connection(
+            client=False, max_message_size=self.options.max_message_size, deflate=deflate
+        )
+        leftover = self._reader.leftover
+        self._reader = None
+        self.transport.write(response_101(request, accepted, headers))
+        self.transport.resume_reading()
+        if server.listener_factory is not None:
+            self.listener = server.listener_factory()
+        self._open(conn, leftover)
+        if server.handler is not None and conn.state == OPEN:
+            self.handler_task = self.loop.create_task(self._run_handler())
+
+    async def _run_handler(self) -> None:
+        try:
+            await self.server.handler(self)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("fastws: error in the connection handler; closing with 1011")
+            conn = self.conn
+            if conn.state != CLOSED:
+                conn.fail(closecodes.INTERNAL_ERROR, "internal error")
+                self._flush_soon()
+            return
+        await self.close()
+
+
+class Server:
+    """A listening WebSocket server; ``connections`` holds the open ones."""
+
+    def __init__(
+        self,
+        handler: Handler | None,
+        listener_factory: Callable[[], Listener] | None,
+        options: Options,
+        *,
+        subprotocols: Sequence[str] = (),
+        origins: Collection[str] | None = None,
+        process_request: ProcessRequest | None = None,
+        max_connections: int | None = None,
+    ) -> None:
+        self.handler = handler
+        self.listener_factory = listener_factory
+        self.options = options
+        self.subprotocols = tuple(subprotocols)
+        self.origins = set(origins) if origins is not None else None
+        self.process_request = process_request
+        self.max_connections = max_connections
+        self.deflate = _deflate_config(options.compression)
+        self.loop = asyncio.get_running_loop()
+        self.connections: set[ServerConnection] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing = False
+
+    async def start(self, host: str | None, port: int | None, **kwargs: Any) -> None:
+        self._server = await self.loop.create_server(
+            lambda: ServerConnection(self), host, port, **kwargs
+        )
+        self._schedule_timer()
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return tuple(self._server.sockets) if self._server is not None else ()
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening socket (handy with port 0)."""
+        return self.sockets[0].getsockname()[1]
+
+    def _schedule_timer(self) -> None:
+        self._timer = self.loop.call_later(self.options.tick(), self._on_timer)
+
+    def _on_timer(self) -> None:
+        now = self.loop.time()
+        for ws in list(self.connections):
+            try:
+                ws.check_timers(now)
+            except Exception:
+                logger.exception("fastws: error in the connection timer")
+        if not self._closing or self.connections:
+            self._schedule_timer()
+
+    def broadcast(self, message: str | bytes, connections: Any = None) -> int:
+        """Send ``message`` to ``connections`` (default: every open one), framed once."""
+        from fastws.protocol import broadcast
+
+        return broadcast(self.connections if connections is None else connections, message)
+
+    async def close(
+        self,
+        code: int = closecodes.GOING_AWAY,
+        reason: str = "server shutting down",
+        timeout: float | None = None,
+    ) -> None:
+        """Stop accepting, close every connection with ``code``, wait up to ``timeout``."""
+        if self._server is None:
+            return
+        self._closing = True
+        self._server.close()
+        for ws in list(self.connections):
+            if ws.phase == HANDSHAKE or ws.conn is None:
+                if ws.transport is not None:
+                    ws.transport.close()
+            else:
+                ws.close_nowait(code, reason)
+        deadline = self.options.close_timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(deadline):
+                while self.connections:
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            for ws in list(self.connections):
+                if ws.transport is not None:
+                    ws.transport.abort()
+        tasks = [ws.handler_task for ws in list(self.connections) if ws.handler_task]
+        tasks += list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._server.wait_closed()
+        if self._timer is not None:
+            self._timer.cancel()
+        await asyncio.sleep(0)  # let handler tasks that just ended finish their step
+
+    async def serve_forever(self) -> None:
+        await self._server.serve_forever()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class serve:
+    """Start a server: ``await serve(...)`` or ``async with serve(...) as server``.
+
+    ``handler`` is either a coroutine function taking the connection (``async
+    for`` API) or a ``Listener`` subclass / factory (callback API).
+    """
+
+    def __init__(
+        self,
+        handler: Handler | type[Listener] | Callable[[], Listener],
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        subprotocols: Sequence[str] = (),
+        origins: Collection[str] | None = None,
+        process_request: ProcessRequest | None = None,
+        max_connections: int | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        sock: socket.socket | None = None,
+        reuse_port: bool | None = None,
+        backlog: int = 1024,
+        **options: Any,
+    ) -> None:
+        self._args = (handler, host, port)
+        self._kwargs = dict(
+            subprotocols=subprotocols,
+            origins=origins,
+            process_request=process_request,
+            max_connections=max_connections,
+        )
+        self._create = dict(ssl=ssl, sock=sock, reuse_port=reuse_port, backlog=backlog)
+        if sock is not None:
+            self._args = (handler, None, None)
+        self._options = Options(**options)
+        self._server: Server | None = None
+
+    async def _start(self) -> Server:
+        handler, host, port = self._args
+        if isinstance(handler, type) and issubclass(handler, Listener):
+            coroutine, factory = None, handler
+        elif inspect.iscoroutinefunction(handler):
+            coroutine, factory = handler, None
+        elif callable(handler):
+            coroutine, factory = None, handler
+        else:
+            raise TypeError("handler must be a coroutine function or a Listener class")
+        server = Server(coroutine, factory, self._options, **self._kwargs)
+        create = {k: v for k, v in self._create.items() if v is not None}
+        await server.start(host, port, **create)
+        self._server = server
+        return server
+
+    def __await__(self):
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self._start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._server is not None:
+            await self._server.close()
+
+
+__all__ = ["Accept", "Response", "Server", "ServerConnection", "serve"]

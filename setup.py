@@ -1,0 +1,27 @@
+"""Builds the Cython codec; all other metadata lives in pyproject.toml."""
+
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+extra_compile_args = ["-O3"]
+if os.environ.get("FASTWS_NATIVE") == "1":  # tune for this CPU; not for wheels that travel
+    extra_compile_args.append("-march=native")
+
+extensions = [
+    Extension("fastws._codec", ["fastws/_codec.pyx"], extra_compile_args=extra_compile_args),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    ),
+)

@@ -1,0 +1,1 @@
+"""Conformance runs against independent referees: the Autobahn|Testsuite and real clients."""

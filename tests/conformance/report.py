@@ -1,0 +1,160 @@
+"""Rewrites docs/conformance.md from the latest Autobahn run summaries.
+
+    python -m tests.conformance.report [--output docs/conformance.md]
+
+tests/test_autobahn.py leaves one summary.json per run in
+test-output/autobahn/<side>-<backend>/; this turns the four of them (server and
+client, cython and python codecs) into tables, and adds the reason for every
+NON-STRICT verdict from tests/conformance/autobahn-non-strict.toml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+from tests.conformance.autobahn import (
+    BEHAVIORS,
+    CATEGORIES,
+    DEFAULT_OUTPUT,
+    REPO_ROOT,
+    case_key,
+)
+
+RUNS = [("server", "cython"), ("server", "python"), ("client", "cython"), ("client", "python")]
+ALLOWLIST = Path(__file__).with_name("autobahn-non-strict.toml")
+DOCUMENT = REPO_ROOT / "docs" / "conformance.md"
+
+INTRO = """\
+# Conformance
+
+fastws is checked against the [Autobahn|Testsuite](https://github.com/crossbario/autobahn-testsuite)
+(`autobahntestsuite` {version}), the reference test suite for RFC 6455 and
+permessage-deflate (RFC 7692): {cases} cases in categories 1 to 13, covering framing,
+pings, reserved bits, opcodes, fragmentation, UTF-8 validation, closing, limits and
+compression.
+
+- **Server**: wstest's fuzzing client runs every case against `python -m fastws echo`.
+- **Client**: wstest's fuzzing server runs every case against `fastws.connect`, which
+  echoes each message back (`tests/conformance/autobahn_client.py`).
+
+Both run once with the compiled (Cython) codec and once with the pure-Python codec
+(`FASTWS_PURE=1`). A run passes when no case is FAILED or UNIMPLEMENTED and every
+NON-STRICT case is listed, with its reason, in `tests/conformance/autobahn-non-strict.toml`.
+INFORMATIONAL cases have no right answer; Autobahn only records what happened.
+
+Reproduce with:
+
+```
+scripts/install-test-deps.sh                  # Python 2.7 venv for wstest, Chromium
+python -m pytest -m autobahn tests/test_autobahn.py
+python -m tests.conformance.report            # rewrites this file
+```
+
+Reports (HTML per case) are left in `test-output/autobahn/<side>-<backend>/reports/`.
+"""
+
+
+def load_summaries(directory: Path) -> dict[tuple[str, str], dict]:
+    summaries = {}
+    for side, backend in RUNS:
+        path = directory / f"{side}-{backend}" / "summary.json"
+        if path.is_file():
+            summaries[side, backend] = json.loads(path.read_text())
+    return summaries
+
+
+def overview_table(summaries: dict[tuple[str, str], dict]) -> list[str]:
+    lines = [
+        "| run | " + " | ".join(BEHAVIORS) + " | cases | duration | date |",
+        "|---" * (len(BEHAVIORS) + 4) + "|",
+    ]
+    for side, backend in RUNS:
+        summary = summaries.get((side, backend))
+        if summary is None:
+            lines.append(f"| {side}, {backend} | " + " | ".join("-" * 1 for _ in BEHAVIORS) + " | not run | | |")
+            continue
+        counts = summary["counts"]
+        minutes, seconds = divmod(int(summary["seconds"]), 60)
+        lines.append(
+            f"| {side}, {backend} | "
+            + " | ".join(str(counts.get(b, 0)) for b in BEHAVIORS)
+            + f" | {sum(counts.values())} | {minutes}m{seconds:02d}s | {summary['finished'][:10]} |"
+        )
+    return lines
+
+
+def category_table(summary: dict) -> list[str]:
+    lines = [
+        "| category | " + " | ".join(BEHAVIORS) + " |",
+        "|---" * (len(BEHAVIORS) + 1) + "|",
+    ]
+    for category in sorted(summary["by_category"], key=int):
+        row = summary["by_category"][category]
+        name = f"{category} {CATEGORIES.get(category, '')}".strip()
+        lines.append(f"| {name} | " + " | ".join(str(row.get(b, 0)) for b in BEHAVIORS) + " |")
+    return lines
+
+
+def not_ok_lines(summary: dict, reasons: dict[str, str]) -> list[str]:
+    lines = []
+    for case in sorted(summary["cases"], key=case_key):
+        result = summary["cases"][case]
+        if result["behavior"] == "OK":
+            continue
+        close = result["behavior_close"]
+        text = f"- {case}: {result['behavior']}" + (f" (close: {close})" if close != "OK" else "")
+        if result["behavior"] == "NON-STRICT":
+            text += f": {reasons.get(case, 'no reason recorded')}"
+        lines.append(text)
+    return lines
+
+
+def render(summaries: dict[tuple[str, str], dict], allowlist: dict[str, dict[str, str]]) -> str:
+    any_summary = next(iter(summaries.values()))
+    cases = sum(any_summary["counts"].values())
+    out = [INTRO.format(version=any_summary["autobahn"], cases=cases)]
+    out += ["## Results", ""]
+    out += overview_table(summaries)
+    for side, backend in RUNS:
+        summary = summaries.get((side, backend))
+        if summary is None:
+            continue
+        out += ["", f"### {side.capitalize()}, {backend} codec", ""]
+        out += category_table(summary)
+        if notes := not_ok_lines(summary, allowlist.get(side, {})):
+            out += ["", "Cases not OK:", "", *notes]
+    out += ["", "## Accepted NON-STRICT behaviour", ""]
+    listed = [(side, case, reason) for side in ("server", "client")
+              for case, reason in sorted(allowlist.get(side, {}).items(), key=lambda i: case_key(i[0]))]
+    if listed:
+        out += [f"- {side} {case}: {reason}" for side, case, reason in listed]
+    else:
+        out.append("None: every case is OK or INFORMATIONAL.")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.conformance.report")
+    parser.add_argument("--summaries", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", type=Path, default=DOCUMENT)
+    args = parser.parse_args(argv)
+    summaries = load_summaries(args.summaries)
+    if not summaries:
+        print(f"no summary.json under {args.summaries}; run `python -m pytest -m autobahn` first")
+        return 1
+    for side, backend in RUNS:
+        if (side, backend) not in summaries:
+            print(f"warning: no {side}/{backend} summary; its row says 'not run'")
+    allowlist = tomllib.loads(ALLOWLIST.read_text())
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(render(summaries, allowlist))
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

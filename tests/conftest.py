@@ -1,0 +1,34 @@
+"""Shared fixtures: every codec test runs against both backends."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import pytest
+
+BACKEND_MODULES = {"python": "fastws._codec_py", "cython": "fastws._codec"}
+
+
+def load_backend(name: str) -> ModuleType:
+    """Import one codec backend; a missing Cython build fails the test loudly."""
+    try:
+        return importlib.import_module(BACKEND_MODULES[name])
+    except ImportError as exc:
+        pytest.fail(
+            f"the {name} codec ({BACKEND_MODULES[name]}) cannot be imported: {exc}; "
+            "build it with pip install -e .",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session", params=sorted(BACKEND_MODULES))
+def codec(request: pytest.FixtureRequest) -> ModuleType:
+    """The codec module under test: ``fastws._codec_py`` or ``fastws._codec``."""
+    return load_backend(request.param)
+
+
+@pytest.fixture(scope="session")
+def both_codecs() -> tuple[ModuleType, ModuleType]:
+    """(reference, compiled) for differential tests."""
+    return load_backend("python"), load_backend("cython")
