@@ -66,8 +66,10 @@ def main() -> None:
         return json.loads(out) / 1024
 
     print(f"zlib {zlib.ZLIB_RUNTIME_VERSION}, {args.count} objects per cell, KiB of RSS each")
-    print("| window bits | memLevel | compressor first | compressor busy "
-          "| decompressor first | decompressor busy | pair busy |")
+    print(
+        "| window bits | memLevel | compressor first | compressor busy "
+        "| decompressor first | decompressor busy | pair busy |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for bits, mem_level in CONFIGS:
         cells = [

@@ -371,8 +371,9 @@ class PerMessageDeflate:
         self._own_bits = own_bits
         self._own_reset = own_reset
         # Inflating with a window larger than the peer's is always correct. 9 rather
-        # than 8: zlib before 1.2.9 silently deflated with 9 bits when asked for 8,
-        # and peers built on it still exist; the cost is 256 bytes.
+        # than 8: zlib before 1.2.9 silently deflated with a 512-byte window when
+        # asked for 256 bytes, and other deflaters may round up the same way; reading
+        # their output costs us 256 bytes of window.
         self._peer_bits = max(peer_bits, 9)
         self._peer_reset = peer_reset
         self._level = config.level
@@ -441,8 +442,6 @@ class PerMessageDeflate:
                 # appending the tail alone would leave a half-read stored block.
                 if self._message_in:
                     out += self._inflate(decompressor, SYNC_TAIL, max_size)
-                    if decompressor.eof and decompressor.unused_data not in (b"", SYNC_TAIL):
-                        raise ProtocolError(INVALID_DATA, "data after the final deflate block")
                 if self._peer_reset or decompressor.eof:
                     # A block with BFINAL set ends the stream: the next message starts a new one.
                     self._decompressor = None
@@ -461,6 +460,10 @@ class PerMessageDeflate:
         data: bytes | bytearray | memoryview,
         max_size: int | None,
     ) -> bytes:
+        if decompressor.eof:
+            # After a block with BFINAL set nothing more is read: RFC 7692 7.2.3.4 even
+            # shows a trailing empty block there. Skipping it keeps nothing buffered.
+            return b""
         if max_size is None:
             out = decompressor.decompress(data)
         else:

@@ -112,6 +112,7 @@ class Request:
     path: str  # percent-decoded, without the query: "/chat"
     query: dict[str, list[str]]
     headers: Headers
+    body: bytes = b""  # read by the server by Content-Length, for plain HTTP requests
 
 
 @dataclass(slots=True)
@@ -165,7 +166,8 @@ class _HeadReader:
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        # llhttp drops the whitespace before a value but keeps the one after it
+        self._headers.add(name.decode("latin-1"), value.strip(b" \t").decode("latin-1"))
 
     def on_headers_complete(self) -> None:
         self._done = True

@@ -99,6 +99,7 @@ class WebSocket(asyncio.BufferedProtocol):
         self.listener: Listener | None = None
         self.deadline = 0.0  # open or close deadline, checked by the shared timer
         self.last_seen = 0.0
+        self.seen = False  # data arrived since the timer last looked
         self.ping_sent_at = 0.0
         self._get_buffer: Any = None
         self._buffer_updated: Any = None
@@ -191,8 +192,7 @@ class WebSocket(asyncio.BufferedProtocol):
             self._internal_error("on_message")
         finally:
             self._in_read = False
-        if self.options.ping_interval:
-            self.last_seen = self.loop.time()
+        self.seen = True
         self._after_read()
 
     def _after_read(self) -> None:
@@ -268,7 +268,8 @@ class WebSocket(asyncio.BufferedProtocol):
         conn.send(opcode, payload)
         if not self._in_read:
             self._schedule_flush()
-        self._check_write_buffer()
+        if len(conn.out) > self.options.max_write_buffer:
+            self._check_write_buffer()
 
     def send_nowait(self, message: Data) -> None:
         """Queue ``message`` (str: text, bytes-like: binary) without waiting."""
@@ -292,7 +293,8 @@ class WebSocket(asyncio.BufferedProtocol):
             self._send_fragments(message)
         if not self._in_read:
             self._schedule_flush()
-        self._check_write_buffer()
+        if len(conn.out) > self.options.max_write_buffer:
+            self._check_write_buffer()
         if self.options.slow_consumer == "wait":
             await self._drain()
 
@@ -324,7 +326,8 @@ class WebSocket(asyncio.BufferedProtocol):
         conn.send_prebuilt(frame)
         if not self._in_read:
             self._schedule_flush()
-        self._check_write_buffer()
+        if len(conn.out) > self.options.max_write_buffer:
+            self._check_write_buffer()
 
     def _check_write_buffer(self) -> None:
         pending = len(self.conn.out) + self.transport.get_write_buffer_size()
@@ -372,8 +375,11 @@ class WebSocket(asyncio.BufferedProtocol):
             return
         out = conn.out
         transport.write(out)
-        if transport.get_write_buffer_size():
+        pending = transport.get_write_buffer_size()
+        if pending:
             conn.out = bytearray()  # the transport still holds a view of the old one
+            if pending > self.options.max_write_buffer:
+                self._check_write_buffer()
         else:
             del out[:]
 
@@ -468,6 +474,9 @@ class WebSocket(asyncio.BufferedProtocol):
         conn = self.conn
         if conn is None or conn.state != OPEN:
             return
+        if self.seen:
+            self.seen = False
+            self.last_seen = now
         options = self.options
         interval = options.ping_interval
         if not interval:

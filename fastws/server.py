@@ -130,6 +130,12 @@ class ServerConnection(WebSocket):
             return
         if request is None:
             return
+        try:
+            if not self._body_complete(request, reader):
+                return
+        except HandshakeError as exc:
+            self._reply(error_response(exc))
+            return
         self.request = request
         self.transport.pause_reading()  # nothing more is read until the decision
         hook = self.server.process_request
@@ -151,6 +157,27 @@ class ServerConnection(WebSocket):
             task.add_done_callback(self.server._tasks.discard)
         else:
             self._decide(decision)
+
+    def _body_complete(self, request: Request, reader: RequestReader) -> bool:
+        """Read a plain HTTP request's body by its Content-Length (no chunked bodies)."""
+        headers = request.headers
+        if "transfer-encoding" in headers:
+            raise HandshakeError(411, "chunked request bodies are not supported; send Content-Length")
+        length_text = headers.get("content-length")
+        if length_text is None:
+            return True
+        if not length_text.isdigit() or len(headers.get_all("content-length")) > 1:
+            raise HandshakeError(400, "invalid Content-Length")
+        length = int(length_text)
+        limit = self.server.max_body_size
+        if length > limit:
+            raise HandshakeError(413, f"request body over {limit} bytes")
+        leftover = reader.leftover
+        if len(leftover) < length:
+            return False
+        request.body = leftover[:length]
+        reader.leftover = leftover[length:]
+        return True
 
     async def _decide_later(self, pending: Awaitable[Any]) -> None:
         try:
@@ -250,8 +277,10 @@ class Server:
         origins: Collection[str] | None = None,
         process_request: ProcessRequest | None = None,
         max_connections: int | None = None,
+        max_body_size: int = 65536,
     ) -> None:
         self.handler = handler
+        self.max_body_size = max_body_size
         self.listener_factory = listener_factory
         self.options = options
         self.subprotocols = tuple(subprotocols)
@@ -364,6 +393,7 @@ class serve:
         origins: Collection[str] | None = None,
         process_request: ProcessRequest | None = None,
         max_connections: int | None = None,
+        max_body_size: int = 65536,
         ssl: ssl_module.SSLContext | None = None,
         sock: socket.socket | None = None,
         reuse_port: bool | None = None,
@@ -376,6 +406,7 @@ class serve:
             origins=origins,
             process_request=process_request,
             max_connections=max_connections,
+            max_body_size=max_body_size,
         )
         self._create = dict(ssl=ssl, sock=sock, reuse_port=reuse_port, backlog=backlog)
         if sock is not None:

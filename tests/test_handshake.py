@@ -117,6 +117,14 @@ def test_reader_parses_request():
     assert request.headers.get("sec-websocket-key") == KEY
 
 
+def test_reader_strips_whitespace_around_values():
+    request = read(
+        head(BASE_HEADERS[:3] + [("Sec-WebSocket-Key", f" \t{KEY} \t")] + BASE_HEADERS[4:])
+    )
+    assert request.headers.get("Sec-WebSocket-Key") == KEY
+    server_handshake(request)
+
+
 def test_reader_absolute_form_target():
     request = read(head(target="http://example.com/p?q=1"))
     assert request.path == "/p"

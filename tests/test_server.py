@@ -424,3 +424,25 @@ async def test_client_listener_api() -> None:
         async with fastws.connect(f"ws://127.0.0.1:{server.port}/", listener=Collect()) as ws:
             ws.send_frame(OP_BINARY, b"abc")
             assert await received.get() == (OP_BINARY, b"abc")
+
+
+@run_async()
+async def test_plain_http_request_bodies() -> None:
+    bodies = []
+
+    def hook(ws, request):
+        bodies.append(request.body)
+        return fastws.Response(200, b"got %d" % len(request.body))
+
+    async with fastws.serve(
+        echo_handler, "127.0.0.1", 0, process_request=hook, max_body_size=1000
+    ) as server:
+        post = b"POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+        response = await raw_exchange(server.port, post % 11 + b"hello world")
+        assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b"got 11")
+        response = await raw_exchange(server.port, post % 5000 + b"x" * 5000)
+        assert response.startswith(b"HTTP/1.1 413 ")
+        chunked = b"POST /api HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        response = await raw_exchange(server.port, chunked)
+        assert response.startswith(b"HTTP/1.1 411 ")
+    assert bodies == [b"hello world"]
