@@ -3,6 +3,7 @@
 # Python code uses the same objects through ``fastws.codec``; the functions and
 # methods below skip argument parsing and the buffer protocol.
 
+from cpython.ref cimport PyObject
 from libc.stdint cimport uint32_t, uint64_t
 
 
@@ -23,6 +24,7 @@ cdef class FrameParser:
     cdef object _pool
     cdef bytearray _buf          # pooled buffer, or None when idle
     cdef object _view            # memoryview of _buf: owns the export that frame views share
+    cdef PyObject *_frame_view   # the last frame's view, recycled when nobody kept it
     cdef unsigned char *_data    # start of _buf (stable: _buf cannot resize while exported)
     cdef Py_ssize_t _cap
     cdef Py_ssize_t _start       # first byte not yet handed out as a frame
@@ -36,6 +38,7 @@ cdef class FrameParser:
     cdef int _settle(self) except -1
     cdef int _take(self, Py_ssize_t size, Py_ssize_t keep_from, Py_ssize_t keep_len) except -1
     cdef int _drop(self) except -1
+    cdef void _forget_frame_view(self) noexcept
     cdef int _fail(self, int kind, uint64_t value) except -1
     cdef int _raise_failed(self) except -1
 

@@ -9,6 +9,7 @@ the compiler sees simple word loops it can vectorise.
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.ref cimport PyObject, Py_XDECREF
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memmove
 
@@ -23,12 +24,23 @@ cdef extern from *:
     #include <stdint.h>
     #include <string.h>
 
+    #if defined(_MSC_VER)
+    #define FASTWS_RESTRICT __restrict
+    #else
+    #define FASTWS_RESTRICT restrict
+    #endif
+
     /* The 4 key bytes, starting at key[offset & 3], repeated to fill a word. */
     static inline uint64_t fastws_key_word(const unsigned char *key, Py_ssize_t offset) {
         unsigned char k[8];
         uint64_t w;
         int i;
-        for (i = 0; i < 8; i++) k[i] = key[(i + offset) & 3];
+        if ((offset & 3) == 0) {
+            memcpy(k, key, 4);
+            memcpy(k + 4, key, 4);
+        } else {
+            for (i = 0; i < 8; i++) k[i] = key[(i + offset) & 3];
+        }
         memcpy(&w, k, 8);
         return w;
     }
@@ -36,33 +48,70 @@ cdef extern from *:
     /* XOR n bytes in place with the repeated key word. memcpy loads and stores are
        unaligned-safe and compile to plain moves; the word loop has no dependencies
        between iterations, so -O3 vectorises it. */
-    static inline void fastws_xor_inplace(unsigned char *p, Py_ssize_t n, uint64_t key) {
-        Py_ssize_t words = n >> 3, i;
-        unsigned char k[8];
-        for (i = 0; i < words; i++) {
-            uint64_t w;
-            memcpy(&w, p + 8 * i, 8);
-            w ^= key;
-            memcpy(p + 8 * i, &w, 8);
-        }
-        memcpy(k, &key, 8);
+    #define FASTWS_XOR_INPLACE_BODY                                       \
+        Py_ssize_t words = n >> 3, i;                                     \
+        unsigned char k[8];                                               \
+        for (i = 0; i < words; i++) {                                     \
+            uint64_t w;                                                   \
+            memcpy(&w, p + 8 * i, 8);                                     \
+            w ^= key;                                                     \
+            memcpy(p + 8 * i, &w, 8);                                     \
+        }                                                                 \
+        memcpy(k, &key, 8);                                               \
         for (i = words * 8; i < n; i++) p[i] ^= k[i & 7];
-    }
 
     /* The same from src into dst in one pass; the buffers do not overlap. */
-    static inline void fastws_xor_copy(unsigned char *restrict dst,
-                                       const unsigned char *restrict src,
-                                       Py_ssize_t n, uint64_t key) {
-        Py_ssize_t words = n >> 3, i;
-        unsigned char k[8];
-        for (i = 0; i < words; i++) {
-            uint64_t w;
-            memcpy(&w, src + 8 * i, 8);
-            w ^= key;
-            memcpy(dst + 8 * i, &w, 8);
-        }
-        memcpy(k, &key, 8);
+    #define FASTWS_XOR_COPY_BODY                                          \
+        Py_ssize_t words = n >> 3, i;                                     \
+        unsigned char k[8];                                               \
+        for (i = 0; i < words; i++) {                                     \
+            uint64_t w;                                                   \
+            memcpy(&w, src + 8 * i, 8);                                   \
+            w ^= key;                                                     \
+            memcpy(dst + 8 * i, &w, 8);                                   \
+        }                                                                 \
+        memcpy(k, &key, 8);                                               \
         for (i = words * 8; i < n; i++) dst[i] = src[i] ^ k[i & 7];
+
+    /* Long buffers go through a copy of the loop compiled for AVX2 as well, picked
+       at load time when the CPU has it (x86-64 Linux with GCC); short ones stay
+       inline (SSE2 is part of x86-64, so the inline loop is vectorised too). */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+        && !defined(__AVX2__)
+    #define FASTWS_WIDE __attribute__((target_clones("avx2", "default"))) __attribute__((noinline))
+    #elif defined(__GNUC__)
+    #define FASTWS_WIDE __attribute__((noinline))
+    #else
+    #define FASTWS_WIDE
+    #endif
+    #define FASTWS_WIDE_FROM 256
+
+    FASTWS_WIDE static void fastws_xor_inplace_wide(unsigned char *p, Py_ssize_t n, uint64_t key) {
+        FASTWS_XOR_INPLACE_BODY
+    }
+
+    FASTWS_WIDE static void fastws_xor_copy_wide(unsigned char *FASTWS_RESTRICT dst,
+                                                 const unsigned char *FASTWS_RESTRICT src,
+                                                 Py_ssize_t n, uint64_t key) {
+        FASTWS_XOR_COPY_BODY
+    }
+
+    static inline void fastws_xor_inplace(unsigned char *p, Py_ssize_t n, uint64_t key) {
+        if (n >= FASTWS_WIDE_FROM) {
+            fastws_xor_inplace_wide(p, n, key);
+        } else {
+            FASTWS_XOR_INPLACE_BODY
+        }
+    }
+
+    static inline void fastws_xor_copy(unsigned char *FASTWS_RESTRICT dst,
+                                       const unsigned char *FASTWS_RESTRICT src,
+                                       Py_ssize_t n, uint64_t key) {
+        if (n >= FASTWS_WIDE_FROM) {
+            fastws_xor_copy_wide(dst, src, n, key);
+        } else {
+            FASTWS_XOR_COPY_BODY
+        }
     }
 
     /* UTF-8 validation (RFC 3629) as a shift-based DFA: rows[byte] packs, for every
@@ -144,6 +193,36 @@ cdef extern from *:
         view->shape[0] = len;
         return v;
     }
+
+    /* The memoryview handed to on_frame for base[start:start + len]. *cache keeps
+       the previous frame's view; when nothing else references it any more (no
+       other reference, no export, no weak reference, not released, same buffer),
+       it is pointed at the new frame instead of allocating a fresh view. Nobody
+       can observe the change, since nobody can reach the object. New reference. */
+    static PyObject *fastws_frame_view(PyObject **cache, PyObject *base,
+                                       Py_ssize_t start, Py_ssize_t len) {
+        PyObject *v = *cache;
+    #ifdef _Py_MEMORYVIEW_RELEASED
+        if (v != NULL && Py_REFCNT(v) == 1) {
+            PyMemoryViewObject *mv = (PyMemoryViewObject *)v;
+            PyMemoryViewObject *b = (PyMemoryViewObject *)base;
+            if (mv->mbuf == b->mbuf && mv->exports == 0 && mv->weakreflist == NULL
+                    && !(mv->flags & _Py_MEMORYVIEW_RELEASED)) {
+                mv->view.buf = (char *)b->view.buf + start;
+                mv->view.len = len;
+                mv->view.shape[0] = len;
+                mv->hash = -1;
+                Py_INCREF(v);
+                return v;
+            }
+        }
+    #endif
+        v = fastws_subview(base, start, len);
+        if (v == NULL) return NULL;
+        Py_INCREF(v);
+        Py_XSETREF(*cache, v);
+        return v;
+    }
     """
     uint64_t fastws_key_word(const unsigned char *key, Py_ssize_t offset) nogil
     void fastws_xor_inplace(unsigned char *p, Py_ssize_t n, uint64_t key) nogil
@@ -154,6 +233,7 @@ cdef extern from *:
     uint32_t FASTWS_U_REJECT
     uint32_t FASTWS_U_ACCEPT
     object fastws_subview(object base, Py_ssize_t start, Py_ssize_t len)
+    object fastws_frame_view(PyObject **cache, object base, Py_ssize_t start, Py_ssize_t len)
 
 fastws_utf8_init()
 
@@ -193,8 +273,8 @@ cdef inline int _get_readable(object obj, Py_buffer *view, _Bytes *out) except -
     else:
         try:
             PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
-        except BufferError as exc:   # e.g. a non-contiguous memoryview
-            raise TypeError(str(exc)) from None
+        except BufferError:   # a strided memoryview
+            raise TypeError("a contiguous buffer is required") from None
         out.exported = True
         out.ptr = <const unsigned char *>view.buf
         out.len = view.len
@@ -253,8 +333,10 @@ def apply_mask(buf, key, Py_ssize_t offset=0):
     try:
         PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
     except BufferError:
-        raise TypeError(
-            "apply_mask needs a writable buffer (bytearray or writable memoryview)") from None
+        if memoryview(buf).readonly:
+            raise TypeError("apply_mask needs a writable buffer (bytearray or writable memoryview)"
+                            ) from None
+        raise TypeError("a contiguous buffer is required") from None
     try:
         mask_inplace(<unsigned char *>view.buf, view.len, k, offset)
     finally:
@@ -355,6 +437,12 @@ cdef int append_frame(bytearray out, int opcode, const unsigned char *payload, P
                       bint fin, bint rsv1, const unsigned char *mask_key) except -1:
     """Append one frame to out; mask_key NULL sends it unmasked."""
     _check_frame(opcode, n, fin, rsv1)
+    return _append_checked_frame(out, opcode, payload, n, fin, rsv1, mask_key)
+
+
+cdef inline int _append_checked_frame(bytearray out, int opcode, const unsigned char *payload,
+                                      Py_ssize_t n, bint fin, bint rsv1,
+                                      const unsigned char *mask_key) except -1:
     cdef Py_ssize_t old = PyByteArray_GET_SIZE(out)
     cdef Py_ssize_t size = _header_size(n, mask_key != NULL) + n
     PyByteArray_Resize(out, old + size)
@@ -410,7 +498,7 @@ def write_frame(bytearray out, opcode, payload, bint fin=True, bint rsv1=False,
     try:
         _check_frame(op, data.len, fin, rsv1)
         key = _pick_key(mask, mask_key, k)
-        append_frame(out, op, data.ptr, data.len, fin, rsv1, key)
+        _append_checked_frame(out, op, data.ptr, data.len, fin, rsv1, key)
     finally:
         _release(&view, &data)
 
@@ -471,8 +559,9 @@ cdef class FrameParser:
         self._buf = None
         self._view = None
         self._data = NULL
-        self._cap = self._start = self._end = 0
+        self._cap = self._start = self._end = self._need = 0
         self._error = None
+        self._forget_frame_view()
 
     # -- buffer handling: the pool is called only to take or give back a buffer
 
@@ -486,6 +575,7 @@ cdef class FrameParser:
         cdef unsigned char *data = <unsigned char *>PyByteArray_AS_STRING(buf)
         if keep_len:
             memcpy(data, self._data + keep_from, keep_len)
+        self._forget_frame_view()
         self._buf = buf
         self._view = view
         self._data = data
@@ -499,6 +589,7 @@ cdef class FrameParser:
     cdef int _drop(self) except -1:
         """Give the buffer back (pending bytes are lost)."""
         cdef bytearray old = self._buf
+        self._forget_frame_view()
         self._buf = None
         self._view = None
         self._data = NULL
@@ -506,6 +597,14 @@ cdef class FrameParser:
         if old is not None:
             self._pool.release(old)
         return 0
+
+    cdef inline void _forget_frame_view(self) noexcept:
+        cdef PyObject *view = self._frame_view
+        self._frame_view = NULL
+        Py_XDECREF(view)
+
+    def __dealloc__(self):
+        self._forget_frame_view()
 
     cdef int _settle(self) except -1:
         """After processing: hold no buffer when idle, else keep the pending bytes at
@@ -623,11 +722,12 @@ cdef class FrameParser:
                 return 0
             payload = data + start + header
             if masked:
-                mask_inplace(payload, <Py_ssize_t>n, payload - 4, 0)
+                fastws_xor_inplace(payload, <Py_ssize_t>n, fastws_key_word(payload - 4, 0))
             start += header + <Py_ssize_t>n
             self._start = start   # consumed before the callback: an exception leaves it handled
             self._on_frame(opcode, <bint>(b0 & 0x80), <bint>(b0 & 0x40),
-                           fastws_subview(self._view, payload - data, <Py_ssize_t>n))
+                           fastws_frame_view(&self._frame_view, self._view,
+                                             payload - data, <Py_ssize_t>n))
             # on_frame may have fed or released this parser: continue from its state
             if self._buf is None:
                 return 0

@@ -44,6 +44,7 @@ OP_PONG = 0xA
 
 _OPCODES = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG))
 _READ_SIZE = 65536  # the buffer class a parser reads into when it holds nothing
+_size_class = BufferPool.size_class
 
 Buffer = bytes | bytearray | memoryview
 FrameCallback = Callable[[int, bool, bool, memoryview], object]
@@ -53,7 +54,10 @@ FrameCallback = Callable[[int, bool, bool, memoryview], object]
 
 
 def _as_bytes_view(data: Buffer) -> memoryview:
+    """``data`` as a flat view of unsigned bytes; strided views are refused."""
     view = memoryview(data)
+    if not view.c_contiguous:
+        raise TypeError("a contiguous buffer is required")
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
     return view
@@ -80,8 +84,7 @@ def apply_mask(buf: bytearray | memoryview, key: Buffer, offset: int = 0) -> Non
     view = memoryview(buf)
     if view.readonly:
         raise TypeError("apply_mask needs a writable buffer (bytearray or writable memoryview)")
-    if view.format != "B" or view.ndim != 1:
-        view = view.cast("B")
+    view = _as_bytes_view(view)
     if not len(view):
         return
     key = bytes(key)
@@ -292,7 +295,7 @@ class FrameParser:
             self._take(need)
             end = 0
         elif need > len(self._buf) - self._start:
-            self._move(self._pool.size_class(max(need, self._total)))
+            self._move(_size_class(max(need, self._total)))
             end = self._end
         self._view[end : end + n] = data
         self._end = end + n
@@ -313,7 +316,7 @@ class FrameParser:
         else:
             want = self._total if self._total > _READ_SIZE else _READ_SIZE
             if len(buf) < want:
-                self._move(self._pool.size_class(want))
+                self._move(_size_class(want))
         return self._view[self._end :]
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -369,7 +372,7 @@ class FrameParser:
         if not pending:
             self.release()
             return
-        capacity = self._pool.size_class(self._total or pending)
+        capacity = _size_class(self._total or pending)
         if capacity != len(buf):
             self._move(capacity)
         elif start:
@@ -463,8 +466,11 @@ class FrameParser:
             on_frame(opcode, b0 >= 0x80, b0 & 0x40 != 0, payload)
             if self._buf is not buf:
                 return  # the callback released (or re-fed) the parser
+            # the callback may have fed the parser or changed its limits
             pos = self._start
             end = self._end
+            first_byte_errors = _FIRST_BYTE_ERRORS[1 if self.rsv1_allowed else 0]
+            max_size = self.max_size
         self._start = pos
         self._total = 0
 
@@ -566,6 +572,8 @@ class Utf8Validator:
 
 def validate_utf8(data: Buffer) -> bool:
     """True when ``data`` is complete, valid UTF-8 (RFC 3629: no surrogates, no overlongs)."""
+    if isinstance(data, memoryview):
+        data = _as_bytes_view(data)
     try:
         _utf8_decode(data, "strict", True)
     except UnicodeDecodeError:

@@ -361,21 +361,39 @@ def test_apply_mask_rejects_read_only_buffers(codec):
         codec.apply_mask(memoryview(bytearray(b"data")).toreadonly(), KEY)
 
 
+def test_strided_views_are_refused(codec):
+    strided = memoryview(bytearray(HELLO_MASKED * 2))[::2]
+    with pytest.raises(TypeError):
+        codec.apply_mask(strided, KEY)
+    with pytest.raises(TypeError):
+        codec.build_frame(codec.OP_BINARY, strided)
+    with pytest.raises(TypeError):
+        codec.FrameParser(lambda *args: None).feed(strided)
+    with pytest.raises(TypeError):
+        codec.Utf8Validator().feed(strided)
+    with pytest.raises(TypeError):
+        codec.validate_utf8(strided)
+
+
 # --------------------------------------------------------------------------- parser: valid input
 
 
 @pytest.mark.parametrize("path", ["feed", "buffer"])
-def test_payload_is_unmasked_memoryview(codec, path):
-    parser, frames = make_parser(codec)
-    views = []
-    parser_with_views = codec.FrameParser(
-        lambda op, fin, rsv1, payload: views.append((len(payload), bytes(payload)))
-    )
-    frame = codec.build_frame(codec.OP_BINARY, b"abcdefghij", mask_key=KEY)
-    deliver(parser, frame, path)
-    deliver(parser_with_views, frame, path)
-    assert frames == [(0x2, True, False, b"abcdefghij")]
-    assert views == [(10, b"abcdefghij")]
+def test_payload_is_an_unmasked_view_into_the_pooled_buffer(codec, path):
+    pool = RecordingPool()
+    seen = []
+
+    def on_frame(opcode, fin, rsv1, payload):
+        assert type(payload) is memoryview
+        assert payload.format == "B" and payload.ndim == 1 and payload.nbytes == len(payload)
+        assert id(payload.obj) in pool.held  # zero-copy: it points into the pooled buffer
+        seen.append(bytes(payload))
+
+    parser = codec.FrameParser(on_frame, pool=pool)
+    payloads = [b"", b"abcdefghij", payload_bytes(70000, 3)]
+    frames = b"".join(codec.build_frame(0x2, data, mask_key=KEY) for data in payloads)
+    deliver(parser, frames, path)
+    assert seen == payloads
 
 
 @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
@@ -472,6 +490,23 @@ def test_limits_may_change_between_feeds(codec):
     with pytest.raises(ProtocolError) as info:
         parser.feed(codec.build_frame(0x1, b"z", rsv1=True, mask_key=KEY))
     assert info.value.reason == "RSV1 set without a negotiated extension"
+
+
+def test_limits_changed_by_the_callback_apply_to_the_next_frame(codec):
+    def on_frame(opcode, fin, rsv1, payload):
+        parser.max_size = 3
+        parser.rsv1_allowed = True
+
+    parser = codec.FrameParser(on_frame, max_size=10)
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(HELLO_MASKED + HELLO_MASKED)
+    assert (info.value.code, info.value.reason) == (
+        1009,
+        "frame payload of 5 bytes exceeds the limit of 3 bytes",
+    )
+    parser = codec.FrameParser(on_frame)
+    parser.feed(HELLO_MASKED + codec.build_frame(0x1, b"z", rsv1=True, mask_key=KEY))
+    assert parser.buffered == 0
 
 
 @pytest.mark.parametrize("path", ["feed", "buffer"])
@@ -1120,7 +1155,7 @@ def test_hostile_streams_raise_only_protocol_errors(codec, case, path):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(case=hostile_streams(), path=st.sampled_from(["feed", "buffer"]))
-def test_cython_backend_matches_python_reference(both_codecs, case, path):
+def test_cython_matches_the_reference_on_hostile_streams(both_codecs, case, path):
     """Differential: same bytes, same chunks -> same frames, same error, same buffering."""
     reference, compiled = both_codecs
     stream, options, cuts = case
@@ -1131,7 +1166,7 @@ def test_cython_backend_matches_python_reference(both_codecs, case, path):
 
 @settings(max_examples=200, deadline=None)
 @given(spec=frame_specs(), key=st.binary(min_size=4, max_size=4), offset=st.integers(0, 1000))
-def test_cython_build_and_mask_match_python_reference(both_codecs, spec, key, offset):
+def test_cython_matches_the_reference_building_and_masking(both_codecs, spec, key, offset):
     reference, compiled = both_codecs
     opcode, fin, rsv1, payload = spec
     for options in ({}, {"mask_key": key}):
@@ -1314,6 +1349,12 @@ def test_utf8_validator_resets(codec):
     validator.feed(b"\xac", final=True)
     with pytest.raises(ProtocolError):
         validator.feed(b"\xac")  # final=True reset the state: nothing left to continue
+
+    validator = codec.Utf8Validator()
+    with pytest.raises(ProtocolError):
+        validator.feed(b"\xe2\x82", final=True)
+    with pytest.raises(ProtocolError):
+        validator.feed(b"\xac")  # reset even when final=True found the message cut short
 
 
 @pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
