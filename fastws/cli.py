@@ -1,11 +1,32 @@
-"""``python -m fastws``: command-line entry points."""
+"""``python -m fastws``: the real-time hub by default; ``echo`` and ``check-config`` beside it."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import sys
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+EPILOG = """\
+Every option OPTION can also be set with the environment variable FASTWS_OPTION
+(upper case, e.g. FASTWS_JWT_SECRET, FASTWS_API_KEY, FASTWS_PORT) or as the key
+OPTION of the TOML file given with --config (or FASTWS_CONFIG). Flags win over
+variables, variables over the file, the file over defaults. Per-channel history
+and presence are set only in the file:
+
+    [[channels]]
+    pattern = "chat:*"     # first matching pattern wins
+    history_size = 100
+    history_ttl = 300
+    presence = true
+    join_leave = true
+
+Without jwt_secret or jwt_public_key the hub runs in insecure development mode.
+See docs/hub.md and docs/protocol.md.
+"""
 
 
 def _install_uvloop() -> None:
@@ -19,7 +40,9 @@ def _install_uvloop() -> None:
 
 def _echo_parser(sub: argparse._SubParsersAction) -> None:
     echo = sub.add_parser("echo", help="run an echo server (conformance runs, benchmarks)")
-    echo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    echo.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     echo.add_argument("--port", type=int, default=9001, help="port to listen on (default 9001)")
     echo.add_argument(
         "--no-compression", action="store_true", help="do not negotiate permessage-deflate"
@@ -32,30 +55,84 @@ def _echo_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fastws", description="fastws WebSocket server")
-    parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
-    sub = parser.add_subparsers(dest="command")
-    _echo_parser(sub)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
-    _install_uvloop()
-    if args.command in (None, "echo"):
-        from fastws.echo import run_echo
+def _parser() -> argparse.ArgumentParser:
+    from fastws.hub.config import add_arguments
 
-        host = getattr(args, "host", "127.0.0.1")
-        port = getattr(args, "port", 8080)
-        asyncio.run(
-            run_echo(
-                host,
-                port,
-                compression=not getattr(args, "no_compression", False),
-                max_message_size=getattr(args, "max_message_size", 64 << 20),
-            )
+    parser = argparse.ArgumentParser(
+        prog="python -m fastws",
+        description="fastws real-time hub: WebSocket /connection, HTTP API /api/, "
+        "probes /health and /ready, demo page /",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _echo_parser(sub)
+    check = sub.add_parser(
+        "check-config", help="validate a TOML configuration file (exit status 0 or 1)"
+    )
+    check.add_argument("file", help="the TOML file")
+    return parser
+
+
+def _check_config(path: str) -> int:
+    from fastws.hub.config import ConfigError, check_file
+
+    try:
+        check_file(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{path}: ok")
+    return 0
+
+
+def _run_echo(args: argparse.Namespace) -> None:
+    from fastws.echo import run_echo
+
+    level = getattr(args, "log_level", "info")
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    _install_uvloop()
+    asyncio.run(
+        run_echo(
+            args.host,
+            args.port,
+            compression=not args.no_compression,
+            max_message_size=args.max_message_size,
         )
+    )
+
+
+def _run_hub(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from fastws.hub.app import run_hub
+    from fastws.hub.config import ConfigError, flags_from_namespace, load_config
+
+    flags, path = flags_from_namespace(args)
+    try:
+        config = load_config(flags, os.environ, path)
+    except ConfigError as exc:
+        parser.exit(2, f"python -m fastws: error: {exc}\n")
+    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
+    _install_uvloop()
+    try:
+        asyncio.run(run_hub(config))
+    except ConfigError as exc:  # a key file that exists but cannot be used
+        parser.exit(2, f"python -m fastws: error: {exc}\n")
+    except OSError as exc:
+        parser.exit(
+            2, f"python -m fastws: error: cannot listen on {config.host}:{config.port}: {exc}\n"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "check-config":
+        sys.exit(_check_config(args.file))
+    if args.command == "echo":
+        _run_echo(args)
     else:
-        parser.print_help()
-        sys.exit(2)
+        _run_hub(parser, args)
 
 
 if __name__ == "__main__":

@@ -144,12 +144,8 @@ class ServerConnection(WebSocket):
             return
         try:
             decision = hook(self, request)
-        except HandshakeError as exc:
-            self._reply(error_response(exc))
-            return
-        except Exception:
-            logger.exception("fastws: error in process_request")
-            self._reply(http_response(500, "internal server error\n"))
+        except Exception as exc:
+            self._hook_failed(exc)
             return
         if inspect.isawaitable(decision):
             task = self.loop.create_task(self._decide_later(decision))
@@ -182,14 +178,17 @@ class ServerConnection(WebSocket):
     async def _decide_later(self, pending: Awaitable[Any]) -> None:
         try:
             decision = await pending
-        except HandshakeError as exc:
-            self._reply(error_response(exc))
-            return
-        except Exception:
-            logger.exception("fastws: error in process_request")
-            self._reply(http_response(500, "internal server error\n"))
+        except Exception as exc:
+            self._hook_failed(exc)
             return
         self._decide(decision)
+
+    def _hook_failed(self, exc: Exception) -> None:
+        if isinstance(exc, HandshakeError):
+            self._reply(error_response(exc))
+        else:
+            logger.error("fastws: error in process_request", exc_info=exc)
+            self._reply(http_response(500, "internal server error\n"))
 
     def _reply(self, response: bytes) -> None:
         transport = self.transport

@@ -1,0 +1,36 @@
+"""The real-time hub on top of fastws: channels, history and recovery, presence, private
+messages, JWT auth and an HTTP API, over the protocol in docs/protocol.md.
+
+Modules map to concepts: ``config`` (options), ``auth`` (tokens), ``channels``
+(names and patterns), ``wire`` and ``messages`` (the protocol's encodings and
+shapes), ``codes`` (error and close codes), ``broker`` (the interface) and
+``broker_memory``, ``node`` (registry and fan-out), ``session`` (one
+connection), ``api`` (HTTP API), ``app`` (the server on one port), ``client``
+(a Python client). Names are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Hub": "fastws.hub.app",
+    "run_hub": "fastws.hub.app",
+    "HubConfig": "fastws.hub.config",
+    "ChannelOptions": "fastws.hub.config",
+    "ConfigError": "fastws.hub.config",
+    "load_config": "fastws.hub.config",
+    "Client": "fastws.hub.client",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastws.hub' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

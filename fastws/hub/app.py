@@ -1,0 +1,204 @@
+"""The hub server: one port for the WebSocket endpoint, the HTTP API, probes and the demo.
+
+/connection     WebSocket (subprotocol fastws.json or fastws.msgpack)
+/api/...        HTTP API (see api.py)
+/health         200 "ok" while the process serves
+/ready          200 when the broker is usable, 503 otherwise
+/               the demo page (fastws/hub/static/index.html)
+/static/NAME    the demo page's other files
+
+async with Hub(config) as hub:      # config: a validated HubConfig
+    print(hub.port)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+import signal
+from pathlib import Path
+from typing import Any
+
+from fastws.handshake import Request, header_tokens
+from fastws.hub import codes
+from fastws.hub.api import HttpApi, error_response
+from fastws.hub.auth import Authenticator
+from fastws.hub.broker import Broker, create_broker
+from fastws.hub.config import HubConfig
+from fastws.hub.node import Node
+from fastws.hub.session import Session
+from fastws.hub.wire import SUBPROTOCOLS
+from fastws.server import Accept, Response, Server, ServerConnection, serve
+
+logger = logging.getLogger("fastws.hub")
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+PLACEHOLDER = """<!doctype html>
+<html lang="en"><meta charset="utf-8"><title>fastws hub</title>
+<body><h1>fastws hub</h1>
+<p>The demo page is missing: fastws/hub/static/index.html is not installed.</p>
+<p>The hub is running: WebSocket endpoint <code>/connection</code>, HTTP API under
+<code>/api/</code>, probes <code>/health</code> and <code>/ready</code>.</p>
+</body></html>
+"""
+
+
+def choose_subprotocol(request: Request) -> str | None:
+    """The first of the client's offered subprotocols that the hub speaks (its order wins)."""
+    for offered in header_tokens(request.headers, "Sec-WebSocket-Protocol"):
+        if offered in SUBPROTOCOLS:
+            return offered
+    return None
+
+
+def upgrade_token(request: Request) -> str | None:
+    """A token sent with the upgrade: ``?token=`` or ``Authorization: Bearer``."""
+    tokens = request.query.get("token")
+    if tokens:
+        return tokens[0]
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return None
+
+
+class Hub:
+    """The hub on one port: start it with ``async with Hub(config)`` or ``await hub.start()``."""
+
+    def __init__(self, config: HubConfig, broker: Broker | None = None) -> None:
+        self.config = config
+        self.auth = Authenticator(config)
+        self.node = Node(config, broker if broker is not None else create_broker(config), self.auth)
+        self.api = HttpApi(self.node)
+        self.server: Server | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def start(self) -> Hub:
+        config = self.config
+        if self.auth.insecure:
+            logger.warning(
+                "fastws hub: INSECURE development mode: no jwt_secret nor jwt_public_key, so "
+                "anonymous connections are allowed with every permission and "
+                "/api/dev/token hands out tokens; configure a key before exposing this server"
+            )
+        elif config.jwt_secret and len(config.jwt_secret.encode()) < 32:
+            logger.warning("fastws hub: jwt_secret is shorter than 32 bytes; HS256 wants more")
+        await self.node.start()
+        origins: set[str | None] | None = None
+        if config.allowed_origins:
+            origins = {*config.allowed_origins, None}  # non-browser clients send no Origin
+        node = self.node
+        try:
+            self.server = await self._serve(origins)
+        except BaseException:
+            await node.close()
+            raise
+        return self
+
+    async def _serve(self, origins: set[str | None] | None) -> Server:
+        config = self.config
+        node = self.node
+        return await serve(
+            lambda: Session(node),
+            config.host,
+            config.port,
+            process_request=self.process_request,
+            origins=origins,
+            max_connections=config.max_connections or None,
+            compression=False,
+            # The hub answers oversized commands and bodies itself (413); the server's
+            # limits only stop what is far beyond.
+            max_message_size=2 * config.max_message_size,
+            max_body_size=2 * config.max_body_size,
+            max_write_buffer=2 * config.max_send_buffer,
+            ping_interval=config.ping_interval or None,
+            ping_timeout=config.ping_timeout,
+        )
+
+    async def close(self, disconnect: codes.Disconnect = codes.GOING_AWAY) -> None:
+        """Tell every client, close the connections, then stop the node and the broker."""
+        if self.server is not None:
+            self.node.disconnect_all(disconnect)
+            await self.server.close(
+                disconnect.code, disconnect.reason, timeout=self.config.shutdown_timeout
+            )
+        await self.node.close()
+
+    async def __aenter__(self) -> Hub:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- routing ---------------------------------------------------------------------
+
+    def process_request(self, ws: ServerConnection, request: Request) -> Any:
+        path = request.path
+        if path == "/connection":
+            return Accept(subprotocol=choose_subprotocol(request), state=upgrade_token(request))
+        if "websocket" in header_tokens(request.headers, "Upgrade"):
+            return Response(404, f"no WebSocket endpoint at {path}; use /connection\n")
+        if path.startswith("/api/"):
+            return self.api.handle(request)
+        if path == "/health":
+            return Response(200, "ok")
+        if path == "/ready":
+            if self.node.broker.healthy:
+                return Response(200, "ready")
+            return Response(503, "broker unavailable")
+        if path in ("/", "/index.html"):
+            return self._static("index.html", placeholder=True)
+        if path.startswith("/static/"):
+            return self._static(path[len("/static/") :])
+        return error_response(codes.NOT_FOUND, f"nothing at {path}")
+
+    def _static(self, name: str, placeholder: bool = False) -> Response:
+        root = STATIC_DIR.resolve()
+        target = (root / name).resolve()
+        if root not in target.parents or not target.is_file():
+            if placeholder:
+                return Response(200, PLACEHOLDER, content_type="text/html; charset=utf-8")
+            return Response(404, f"no file {name}\n")
+        content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        if content_type.startswith("text/") or content_type.endswith("javascript"):
+            content_type += "; charset=utf-8"
+        return Response(
+            200,
+            target.read_bytes(),
+            content_type=content_type,
+            headers=(("Cache-Control", "no-cache"),),
+        )
+
+
+async def run_hub(config: HubConfig) -> None:
+    """Serve until SIGINT or SIGTERM, then tell clients (1001) and close."""
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    async with Hub(config) as hub:
+        host = config.host
+        shown = f"[{host}]" if ":" in host else host
+        logger.info(
+            "fastws hub: node %s, broker %s, %s mode",
+            hub.node.id,
+            config.broker,
+            "insecure development" if hub.auth.insecure else "token",
+        )
+        print(
+            f"fastws hub listening on http://{shown}:{hub.port}/ "
+            f"(WebSocket ws://{shown}:{hub.port}/connection)",
+            flush=True,
+        )
+        await stop
+        logger.info("fastws hub: shutting down")
+
+
+__all__ = ["Hub", "run_hub"]

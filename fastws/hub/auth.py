@@ -1,0 +1,186 @@
+"""Connection tokens: JWTs checked with PyJWT, turned into what a connection may do.
+
+Claims read from a token:
+
+- ``sub``: the user id (required; may be "" for an anonymous user);
+- ``channels``: patterns of the channels the user may subscribe to (and read
+  presence and history of);
+- ``publish``: patterns of the channels the user may publish to;
+- ``send``: patterns of the users the user may send private messages to;
+- ``info``: an object shown to others in presence, join and leave;
+- ``exp``, ``nbf``: checked with ``leeway`` seconds of clock skew; ``aud`` and
+  ``iss`` when the hub is configured with an audience or issuer.
+
+A missing permission claim denies that action, except in insecure development
+mode (no secret, no public key), where it allows everything. That mode also
+accepts connections without a token and issues tokens signed with a random
+secret that lives as long as the process (``dev_token``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import orjson
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from fastws.hub import codes
+from fastws.hub.channels import Patterns, pattern_error
+from fastws.hub.config import ConfigError, HubConfig
+
+logger = logging.getLogger("fastws.hub")
+
+DEV_TOKEN_LIFETIME = 24 * 3600
+
+
+class TokenError(codes.HubError):
+    """The token is missing, invalid or expired; ``disconnect`` says how to close."""
+
+    def __init__(self, disconnect: codes.Disconnect, message: str) -> None:
+        super().__init__(codes.UNAUTHORIZED, message)
+        self.disconnect = disconnect
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Who a connection is and what it may do (None: the claim was absent)."""
+
+    user: str
+    channels: Patterns | None = None
+    publish: Patterns | None = None
+    send: Patterns | None = None
+    info: bytes | None = None  # the 'info' claim, JSON-encoded once
+    expires_at: float | None = None  # time.time() seconds
+
+
+def _patterns(claims: dict[str, Any], name: str) -> Patterns | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise TokenError(codes.INVALID_TOKEN, f"the {name!r} claim must be an array of patterns")
+    for pattern in value:
+        error = pattern_error(pattern)
+        if error:
+            raise TokenError(codes.INVALID_TOKEN, f"the {name!r} claim: {error}")
+    return Patterns(value)
+
+
+def _user_patterns(claims: dict[str, Any]) -> Patterns | None:
+    value = claims.get("send")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise TokenError(codes.INVALID_TOKEN, "the 'send' claim must be an array of user patterns")
+    return Patterns(value)
+
+
+class Authenticator:
+    """Checks connection tokens against the configured keys."""
+
+    def __init__(self, config: HubConfig) -> None:
+        self.audience = config.jwt_audience
+        self.issuer = config.jwt_issuer
+        self.leeway = config.jwt_leeway
+        self.insecure = config.insecure
+        self._keys: dict[str, Any] = {}
+        if config.jwt_secret:
+            self._keys["HS256"] = config.jwt_secret
+        if config.jwt_public_key:
+            key = _load_public_key(config.jwt_public_key)
+            self._keys["RS256" if isinstance(key, rsa.RSAPublicKey) else "ES256"] = key
+        self.dev_secret: str | None = None
+        if self.insecure:
+            self.dev_secret = os.urandom(32).hex()
+            self._keys["HS256"] = self.dev_secret
+
+    def dev_token(self, user: str) -> str:
+        """A token for ``user`` that this process accepts (insecure mode only)."""
+        if self.dev_secret is None:
+            raise RuntimeError("development tokens exist only in insecure mode")
+        claims = {"sub": user, "exp": int(time.time()) + DEV_TOKEN_LIFETIME}
+        return jwt.encode(claims, self.dev_secret, algorithm="HS256")
+
+    def authenticate(self, token: str | None) -> Credentials:
+        """The credentials a token grants; raises TokenError (4500 or 4501)."""
+        if token is None or token == "":
+            if self.insecure:
+                return Credentials(user="")
+            raise TokenError(codes.INVALID_TOKEN, "a token is required")
+        if not isinstance(token, str):
+            raise TokenError(codes.INVALID_TOKEN, "the token must be a string")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            raise TokenError(codes.INVALID_TOKEN, f"malformed token: {exc}") from None
+        algorithm = header.get("alg")
+        key = self._keys.get(algorithm) if isinstance(algorithm, str) else None
+        if key is None:
+            accepted = ", ".join(sorted(self._keys))
+            raise TokenError(
+                codes.INVALID_TOKEN, f"token algorithm {algorithm!r} is not accepted ({accepted})"
+            )
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["sub"], "verify_aud": self.audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenError(codes.TOKEN_EXPIRED, "token expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise TokenError(codes.INVALID_TOKEN, f"invalid token: {exc}") from None
+        return self._credentials(claims)
+
+    def _credentials(self, claims: dict[str, Any]) -> Credentials:
+        user = claims["sub"]
+        if not isinstance(user, str):
+            raise TokenError(codes.INVALID_TOKEN, "the 'sub' claim must be a string")
+        info = claims.get("info")
+        if info is not None and not isinstance(info, dict):
+            raise TokenError(codes.INVALID_TOKEN, "the 'info' claim must be an object")
+        expires = claims.get("exp")
+        return Credentials(
+            user=user,
+            channels=_patterns(claims, "channels"),
+            publish=_patterns(claims, "publish"),
+            send=_user_patterns(claims),
+            info=orjson.dumps(info) if info is not None else None,
+            expires_at=float(expires) + self.leeway if isinstance(expires, int | float) else None,
+        )
+
+    def allowed(self, patterns: Patterns | None, name: str) -> bool:
+        """May ``name`` be used under ``patterns``? An absent claim allows only when insecure."""
+        if patterns is None:
+            return self.insecure
+        return patterns.match(name)
+
+
+def _load_public_key(path: str) -> Any:
+    try:
+        with open(path, "rb") as file:
+            key = load_pem_public_key(file.read())
+    except OSError as exc:
+        raise ConfigError(f"jwt_public_key: cannot read {path!r}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"jwt_public_key: {path!r} is not a PEM public key: {exc}") from None
+    if isinstance(key, rsa.RSAPublicKey):
+        return key
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return key
+    raise ConfigError(
+        f"jwt_public_key: {path!r} holds neither an RSA key nor an EC P-256 key (RS256, ES256)"
+    )
+
+
+__all__ = ["Authenticator", "Credentials", "TokenError"]

@@ -1,0 +1,95 @@
+"""The hub's error codes and close codes: one table, mirrored in docs/protocol.md.
+
+Error codes answer one command (``{"id":N,"error":{"code":..,"message":..}}``)
+and reuse HTTP's meanings, so the HTTP API answers with the same numbers as
+statuses. Close codes end a connection; 4000-4499 say "you may reconnect",
+4500-4999 "do not reconnect without changing something" (a new token, a fixed
+client). Before closing for a hub reason the server sends a ``disconnect`` push
+carrying the same code, the reason and whether to reconnect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastws.errors import WebSocketError
+
+# -- error codes (one command failed; the connection stays open) -------------------
+
+BAD_REQUEST = 400
+UNAUTHORIZED = 401
+PERMISSION_DENIED = 403
+NOT_FOUND = 404
+ALREADY_SUBSCRIBED = 409
+UNRECOVERABLE_POSITION = 410
+MESSAGE_TOO_LARGE = 413
+LIMIT_EXCEEDED = 429
+INTERNAL = 500
+BROKER_UNAVAILABLE = 503
+
+ERRORS: dict[int, str] = {
+    BAD_REQUEST: "bad request: malformed command, unknown field, bad channel name",
+    UNAUTHORIZED: "unauthorized: not connected yet, or a bad token",
+    PERMISSION_DENIED: "permission denied: the token does not allow this",
+    NOT_FOUND: "not found: unknown method, or a feature that is off for this channel",
+    ALREADY_SUBSCRIBED: "already subscribed to this channel",
+    UNRECOVERABLE_POSITION: "unrecoverable position: history no longer holds it",
+    MESSAGE_TOO_LARGE: "message too large",
+    LIMIT_EXCEEDED: "limit exceeded or too many requests",
+    INTERNAL: "internal error",
+    BROKER_UNAVAILABLE: "broker unavailable: try again later",
+}
+
+
+class HubError(WebSocketError):
+    """A command failed with one of the error codes above."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{message} (error {code})")
+        self.code = code
+        self.message = message
+
+
+# -- close codes (the connection ends) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """Why the server ends a connection, as sent in the ``disconnect`` push and close frame."""
+
+    code: int
+    reason: str
+
+    @property
+    def reconnect(self) -> bool:
+        return self.code < 4500
+
+
+GOING_AWAY = Disconnect(1001, "server shutting down")
+SERVICE_RESTART = Disconnect(1012, "server restarting")
+CONNECT_TIMEOUT = Disconnect(4001, "no connect command in time")
+SLOW_CONSUMER = Disconnect(4008, "slow consumer")
+INSUFFICIENT_STATE = Disconnect(4010, "insufficient state: resubscribe to recover")
+TOO_MANY_REQUESTS = Disconnect(4029, "too many requests")
+INVALID_TOKEN = Disconnect(4500, "invalid token")
+TOKEN_EXPIRED = Disconnect(4501, "token expired")
+BAD_PROTOCOL = Disconnect(4502, "bad protocol use")
+DISCONNECTED_BY_API = Disconnect(4503, "disconnected by the server API")
+
+CLOSES: dict[int, Disconnect] = {
+    d.code: d
+    for d in (
+        GOING_AWAY,
+        SERVICE_RESTART,
+        CONNECT_TIMEOUT,
+        SLOW_CONSUMER,
+        INSUFFICIENT_STATE,
+        TOO_MANY_REQUESTS,
+        INVALID_TOKEN,
+        TOKEN_EXPIRED,
+        BAD_PROTOCOL,
+        DISCONNECTED_BY_API,
+    )
+}
+
+__all__ = ["CLOSES", "Disconnect", "ERRORS", "HubError"]

@@ -1,0 +1,521 @@
+"""The hub's configuration: one dataclass, filled from flags > env > TOML file > defaults.
+
+Every option ``name`` has a flag ``--name-with-dashes``, an environment variable
+``FASTWS_NAME`` and a top-level TOML key ``name``. Per-channel options exist
+only in the file, as an array of tables tried in order (the first pattern that
+matches a channel wins)::
+
+    port = 8080
+    jwt_secret = "change me"
+
+    [[channels]]
+    pattern = "chat:*"
+    history_size = 100      # publications kept per channel (0: no history)
+    history_ttl = 300       # seconds a publication stays in history
+    presence = true         # who is subscribed, on request
+    join_leave = true       # push join/leave to subscribers
+
+Unknown keys and values of the wrong type are errors that name the key, so a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import tomllib
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from fastws.errors import WebSocketError
+from fastws.hub.channels import pattern_error
+
+ENV_PREFIX = "FASTWS_"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+BROKER_SCHEMES = ("memory", "redis")
+
+
+class ConfigError(WebSocketError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class ChannelOptions:
+    """What the hub keeps for the channels that match ``pattern``."""
+
+    pattern: str
+    history_size: int = 0
+    history_ttl: float = 0.0
+    presence: bool = False
+    join_leave: bool = False
+
+
+CHANNEL_KINDS = {
+    "pattern": "str",
+    "history_size": "int",
+    "history_ttl": "float",
+    "presence": "bool",
+    "join_leave": "bool",
+}
+
+NO_FEATURES = ChannelOptions(pattern="")  # for channels that match no pattern
+
+
+def default_channels() -> list[ChannelOptions]:
+    """Rooms of the demo page (``chat:*``) keep 100 publications for 5 minutes, with presence."""
+    return [
+        ChannelOptions("chat:*", history_size=100, history_ttl=300, presence=True, join_leave=True)
+    ]
+
+
+_METAVARS = {"int": "N", "float": "SECONDS", "str_list": "LIST"}
+
+
+def _option(
+    default: Any, kind: str, help: str, *, factory: Any = None, metavar: str | None = None
+) -> Any:
+    metadata = {"kind": kind, "help": help, "metavar": metavar or _METAVARS.get(kind, "VALUE")}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class HubConfig:
+    """Everything ``python -m fastws`` can be told; ``validate()`` checks it as a whole."""
+
+    host: str = _option("127.0.0.1", "str", "address to listen on", metavar="HOST")
+    port: int = _option(8080, "int", "port to listen on (0 picks a free one)")
+    broker: str = _option(
+        "memory://",
+        "str",
+        "broker URL; memory:// keeps everything in this process, redis://HOST:PORT/DB joins "
+        "nodes through Redis (several servers, comma-separated, shard the channels)",
+        metavar="URL",
+    )
+    broker_timeout: float = _option(
+        2.0, "float", "seconds a Redis command or connection attempt may take"
+    )
+    broker_failure_threshold: int = _option(
+        3, "int", "Redis failures in a row that open the circuit (calls then fail at once, 503)"
+    )
+    broker_cooldown: float = _option(
+        1.0, "float", "seconds the circuit stays open before Redis is probed again"
+    )
+    broker_cooldown_max: float = _option(
+        30.0, "float", "longest wait between probes (the wait doubles after each failed probe)"
+    )
+    presence_ttl: float = _option(
+        60.0, "float", "seconds a presence entry outlives its node's last refresh (Redis broker)"
+    )
+    local_delivery_on_outage: bool = _option(
+        False, "bool", "while Redis is down, deliver publications to this node's subscribers "
+        "(under a new epoch, so nobody takes them for continuous history)", metavar="BOOL"
+    )
+    workers: int = _option(1, "int", "worker processes (only 1 is supported yet)")
+    log_level: str = _option(
+        "info", "str", "debug, info, warning, error or critical", metavar="LEVEL"
+    )
+    jwt_secret: str | None = _option(
+        None,
+        "opt_str",
+        "HS256 secret for connection tokens; without it nor a public key, "
+        "the hub runs in insecure development mode",
+        metavar="SECRET",
+    )
+    jwt_public_key: str | None = _option(
+        None,
+        "opt_str",
+        "PEM file with the RSA (RS256) or EC P-256 (ES256) public key for tokens",
+        metavar="FILE",
+    )
+    jwt_audience: str | None = _option(
+        None, "opt_str", "required 'aud' claim of tokens", metavar="AUD"
+    )
+    jwt_issuer: str | None = _option(
+        None, "opt_str", "required 'iss' claim of tokens", metavar="ISS"
+    )
+    jwt_leeway: float = _option(5.0, "float", "seconds of clock skew allowed for exp and nbf")
+    api_key: str | None = _option(
+        None,
+        "opt_str",
+        "key of the HTTP API (Authorization: apikey KEY); without it the API is off",
+        metavar="KEY",
+    )
+    allowed_origins: list[str] = _option(
+        None,
+        "str_list",
+        "comma-separated Origin values browsers may connect from",
+        factory=list,
+        metavar="ORIGINS",
+    )
+    max_connections: int = _option(0, "int", "open connections at most (0: no limit)")
+    max_subscriptions: int = _option(128, "int", "channels one connection may subscribe to")
+    max_message_size: int = _option(65536, "int", "largest command or publication, in bytes")
+    max_body_size: int = _option(65536, "int", "largest HTTP API request body, in bytes")
+    max_send_buffer: int = _option(
+        1 << 20, "int", "bytes queued for one client before it is dropped as a slow consumer"
+    )
+    command_rate: float = _option(
+        100.0, "float", "commands per second per connection (sustained)", metavar="RATE"
+    )
+    command_burst: int = _option(200, "int", "commands a connection may send at once")
+    max_rejected_commands: int = _option(
+        100, "int", "commands refused in a row for rate before the connection is closed (4029)"
+    )
+    connect_timeout: float = _option(
+        10.0, "float", "seconds a new connection has to send its connect command"
+    )
+    ping_interval: float = _option(
+        25.0, "float", "seconds of silence before the server pings a client (0: never)"
+    )
+    ping_timeout: float = _option(20.0, "float", "seconds to wait for the pong")
+    history_meta_ttl: float = _option(
+        86400.0, "float", "seconds a channel's stream position is kept after its last publication"
+    )
+    shutdown_timeout: float = _option(
+        5.0, "float", "seconds to wait for clients to close on shutdown"
+    )
+    channels: list[ChannelOptions] = _option(
+        None, "channels", "per-pattern history and presence (TOML only)", factory=default_channels
+    )
+
+    def __post_init__(self) -> None:
+        self._channel_cache: dict[str, ChannelOptions] = {}
+
+    @property
+    def insecure(self) -> bool:
+        """True when no token key is configured: anonymous development mode."""
+        return not self.jwt_secret and not self.jwt_public_key
+
+    def channel_options(self, channel: str) -> ChannelOptions:
+        """The options of the first pattern matching ``channel`` (NO_FEATURES if none)."""
+        cache = self._channel_cache
+        found = cache.get(channel)
+        if found is None:
+            found = NO_FEATURES
+            for options in self.channels:
+                pattern = options.pattern
+                if pattern.endswith("*"):
+                    if channel.startswith(pattern[:-1]):
+                        found = options
+                        break
+                elif channel == pattern:
+                    found = options
+                    break
+            if len(cache) >= 10000:
+                cache.clear()
+            cache[channel] = found
+        return found
+
+    def validate(self) -> HubConfig:
+        """Raise ConfigError naming the first bad value; return self when all is well."""
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port: {self.port} is not between 0 and 65535")
+        if self.workers < 1:
+            raise ConfigError(f"workers: must be at least 1, not {self.workers}")
+        if self.workers > 1:
+            raise ConfigError(
+                f"workers: {self.workers} worker processes are not supported yet; use 1 "
+                "(run several hubs behind a load balancer once a shared broker exists)"
+            )
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(
+                f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
+            )
+        broker_urls(self.broker)
+        if self.jwt_public_key is not None and not os.path.isfile(self.jwt_public_key):
+            raise ConfigError(f"jwt_public_key: no such file {self.jwt_public_key!r}")
+        for name in ("jwt_leeway", "shutdown_timeout", "ping_interval"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must not be negative")
+        for name in ("max_connections",):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must not be negative (0 means no limit)")
+        for name in (
+            "max_subscriptions",
+            "max_message_size",
+            "max_body_size",
+            "max_send_buffer",
+            "command_rate",
+            "command_burst",
+            "max_rejected_commands",
+            "connect_timeout",
+            "ping_timeout",
+            "history_meta_ttl",
+            "broker_timeout",
+            "broker_failure_threshold",
+            "broker_cooldown",
+            "presence_ttl",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be positive, not {getattr(self, name)}")
+        if self.broker_cooldown_max < self.broker_cooldown:
+            raise ConfigError("broker_cooldown_max: must be at least broker_cooldown")
+        if self.max_send_buffer < self.max_message_size:
+            raise ConfigError("max_send_buffer: must be at least max_message_size")
+        seen: set[str] = set()
+        for i, options in enumerate(self.channels):
+            where = f"channels[{i}]"
+            error = pattern_error(options.pattern)
+            if error:
+                raise ConfigError(f"{where}.pattern: {error}")
+            if options.pattern in seen:
+                raise ConfigError(f"{where}.pattern: {options.pattern!r} appears twice")
+            seen.add(options.pattern)
+            if options.history_size < 0:
+                raise ConfigError(f"{where}.history_size: must not be negative")
+            if options.history_ttl < 0:
+                raise ConfigError(f"{where}.history_ttl: must not be negative")
+            if options.history_size > 0 and options.history_ttl <= 0:
+                raise ConfigError(
+                    f"{where}.history_ttl: must be positive when history_size is (history is "
+                    "bounded by size and age)"
+                )
+        return self
+
+
+OPTIONS = {f.name: f for f in fields(HubConfig)}
+
+
+def broker_urls(broker: str) -> list[urllib.parse.SplitResult]:
+    """The checked URLs of ``broker``: ``memory://``, or one or more comma-separated
+    ``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`` (one per shard)."""
+    supported = ", ".join(f"{s}://" for s in BROKER_SCHEMES)
+    parts = [part.strip() for part in broker.split(",")]
+    urls = []
+    for part in parts:
+        scheme = part.partition("://")[0]
+        if "://" not in part or scheme not in BROKER_SCHEMES:
+            raise ConfigError(f"broker: {part!r} is not supported; supported schemes: {supported}")
+        url = urllib.parse.urlsplit(part)
+        urls.append(url)
+        if scheme == "memory":
+            if len(parts) > 1:
+                raise ConfigError("broker: memory:// cannot be combined with other brokers")
+            continue
+        try:
+            url.port  # noqa: B018 (parses it)
+        except ValueError:
+            raise ConfigError(f"broker: {part!r} has an invalid port") from None
+        if not url.hostname:
+            raise ConfigError(f"broker: {part!r} names no host")
+        db = url.path.lstrip("/")
+        if db and not db.isdigit():
+            raise ConfigError(f"broker: {part!r}: the database must be a number, not {db!r}")
+        if url.query or url.fragment:
+            raise ConfigError(f"broker: {part!r}: options after '?' or '#' are not supported")
+    keys = [(u.hostname, u.port or 6379) for u in urls if u.scheme == "redis"]
+    if len(set(keys)) != len(keys):
+        raise ConfigError("broker: the same Redis server is listed twice")
+    return urls
+
+
+# -- reading values ----------------------------------------------------------------
+
+
+def _unknown(key: str, known: Any, where: str) -> ConfigError:
+    hint = difflib.get_close_matches(key, list(known), n=1)
+    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return ConfigError(f"{where}unknown key {key!r}{suggestion}")
+
+
+def _check_type(kind: str, value: Any, where: str) -> Any:
+    """A TOML value checked against ``kind``; ints are accepted where floats are."""
+    if kind in ("str", "opt_str"):
+        if isinstance(value, str):
+            return value
+        expected = "a string"
+    elif kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        expected = "an integer"
+    elif kind == "float":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        expected = "a number"
+    elif kind == "bool":
+        if isinstance(value, bool):
+            return value
+        expected = "true or false"
+    elif kind == "str_list":
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        expected = "an array of strings"
+    else:
+        raise AssertionError(kind)
+    return _type_error(where, expected, value)
+
+
+def _type_error(where: str, expected: str, value: Any) -> Any:
+    raise ConfigError(f"{where}: expected {expected}, got {type(value).__name__} {value!r}")
+
+
+def _channels_from(value: Any, where: str) -> list[ChannelOptions]:
+    if not isinstance(value, list):
+        return _type_error(where, "an array of tables ([[channels]])", value)
+    result = []
+    for i, table in enumerate(value):
+        here = f"{where}[{i}]"
+        if not isinstance(table, dict):
+            _type_error(here, "a table", table)
+        for key in table:
+            if key not in CHANNEL_KINDS:
+                raise _unknown(key, CHANNEL_KINDS, f"{here}: ")
+        if "pattern" not in table:
+            raise ConfigError(f"{here}: the 'pattern' key is missing")
+        checked = {
+            key: _check_type(CHANNEL_KINDS[key], item, f"{here}.{key}")
+            for key, item in table.items()
+        }
+        result.append(ChannelOptions(**checked))
+    return result
+
+
+def values_from_mapping(data: Mapping[str, Any], source: str = "") -> dict[str, Any]:
+    """Checked option values from a parsed TOML document; errors name ``source`` and the key."""
+    prefix = f"{source}: " if source else ""
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        option = OPTIONS.get(key)
+        if option is None:
+            raise _unknown(key, OPTIONS, prefix)
+        kind = option.metadata["kind"]
+        if kind == "channels":
+            values[key] = _channels_from(value, f"{prefix}{key}")
+        else:
+            values[key] = _check_type(kind, value, f"{prefix}{key}")
+    return values
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    """Option values from a TOML file, checked for unknown keys and types."""
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return values_from_mapping(data, path)
+
+
+def parse_text(name: str, text: str, where: str) -> Any:
+    """An option value from a flag or an environment variable."""
+    kind = OPTIONS[name].metadata["kind"]
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        expected = "an integer" if kind == "int" else "a number"
+        raise ConfigError(f"{where}: expected {expected}, got {text!r}") from None
+    if kind == "bool":
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {text!r}")
+    if kind == "str_list":
+        return [item.strip() for item in text.split(",") if item.strip()]
+    if kind == "opt_str":
+        return text or None
+    if kind == "channels":
+        raise ConfigError(f"{where}: channels can only be set in the TOML file")
+    return text
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def load_config(
+    flags: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    path: str | None = None,
+) -> HubConfig:
+    """Defaults, then the TOML file, then ``FASTWS_*`` variables, then flags (raw strings).
+
+    ``path`` (or ``FASTWS_CONFIG``) names the file; none means defaults only.
+    """
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(ENV_PREFIX + "CONFIG") or None
+    values: dict[str, Any] = read_toml(path) if path else {}
+    for name, option in OPTIONS.items():
+        if option.metadata["kind"] == "channels":
+            continue
+        variable = env_name(name)
+        if variable in environ:
+            values[name] = parse_text(name, environ[variable], variable)
+    for name, text in flags.items():
+        if name not in OPTIONS:
+            raise _unknown(name, OPTIONS, "")
+        values[name] = parse_text(name, text, "--" + name.replace("_", "-"))
+    return replace(HubConfig(), **values).validate()
+
+
+def check_file(path: str) -> HubConfig:
+    """Validate a TOML file on its own (``python -m fastws check-config FILE``)."""
+    try:
+        return replace(HubConfig(), **read_toml(path)).validate()
+    except ConfigError as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith(path) else f"{path}: {message}") from None
+
+
+# -- the command line ----------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per option; values stay raw strings so flags and env parse alike."""
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help=f"TOML file with options and [[channels]] (env {ENV_PREFIX}CONFIG)",
+    )
+    defaults = HubConfig()
+    for name, option in OPTIONS.items():
+        kind = option.metadata["kind"]
+        if kind == "channels":
+            continue
+        default = getattr(defaults, name)
+        if kind == "str_list":
+            shown = ",".join(default) or "any"
+        elif default is None:
+            shown = "none"
+        else:
+            shown = f"{default:g}" if isinstance(default, float) else str(default)
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            metavar=option.metadata["metavar"],
+            default=argparse.SUPPRESS,
+            help=f"{option.metadata['help']} (env {env_name(name)}; default {shown})",
+        )
+
+
+def flags_from_namespace(namespace: argparse.Namespace) -> tuple[dict[str, str], str | None]:
+    """(option flags that were given, the --config path)."""
+    given = vars(namespace)
+    flags = {name: given[name] for name in OPTIONS if name in given}
+    return flags, given.get("config")
+
+
+__all__ = [
+    "ChannelOptions",
+    "broker_urls",
+    "ConfigError",
+    "HubConfig",
+    "NO_FEATURES",
+    "add_arguments",
+    "check_file",
+    "load_config",
+    "read_toml",
+]

@@ -1,0 +1,409 @@
+"""The hub node: the registry of this process's clients and the fan-out to them.
+
+The node is the broker's sink. A publication reaching it is encoded once per
+wire encoding (JSON, MessagePack) and framed once, and the same frame is
+queued on every local subscriber of its channel, in the order the broker
+delivers: so each subscriber sees a channel's publications in offset order.
+
+Subscribing from a position must lose nothing and repeat nothing even when the
+broker is remote. So a new subscription starts *buffering*: it is registered,
+the node's interest in the channel reaches the broker, history is read, the
+reply carries what was missed, and only then are the buffered publications
+released, skipping offsets the reply already held. ``Session`` drives that
+sequence; the node keeps the per-channel state it needs.
+
+Commands that call the broker run through ``run``: against the in-memory
+broker (``inline``) they complete at once without a task; otherwise each is a
+task, and replies carry ids, so their order may differ from the commands'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+import uuid
+from collections.abc import Coroutine, Generator
+from typing import TYPE_CHECKING, Any
+
+from fastws.hub import codes, messages
+from fastws.hub.auth import Authenticator
+from fastws.hub.broker import (
+    Broker,
+    ClientInfo,
+    HistoryResult,
+    Publication,
+    PublishOptions,
+    StreamPosition,
+)
+from fastws.hub.config import ChannelOptions, HubConfig
+from fastws.hub.wire import WIRES
+
+if TYPE_CHECKING:
+    from fastws.hub.session import Session
+
+logger = logging.getLogger("fastws.hub")
+
+TICK = 1.0  # seconds between checks of connect deadlines and token expiry
+
+
+class Subscription:
+    """One session's subscription to one channel; ``buffer`` is a list while it subscribes."""
+
+    __slots__ = ("session", "channel", "options", "buffer", "joined")
+
+    def __init__(self, session: Session, channel: str, options: ChannelOptions) -> None:
+        self.session = session
+        self.channel = channel
+        self.options = options
+        self.buffer: list[Publication] | None = []
+        self.joined = False
+
+
+class ChannelState:
+    """This node's local subscribers of a channel and the last position it delivered."""
+
+    __slots__ = ("subscribers", "epoch", "offset", "ready")
+
+    def __init__(self) -> None:
+        self.subscribers: dict[Session, Subscription] = {}
+        self.epoch: str | None = None
+        self.offset = 0
+        self.ready: asyncio.Future | None = None  # the broker subscription, while in flight
+
+
+class _Continue:
+    """Goes on driving a coroutine that already ran up to its first suspension."""
+
+    __slots__ = ("coro", "pending")
+
+    def __init__(self, coro: Coroutine, pending: Any) -> None:
+        self.coro = coro
+        self.pending = pending
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self.coro, self.pending
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _resume(coro: Coroutine, pending: Any) -> Any:
+    return await _Continue(coro, pending)
+
+
+class Node:
+    """Clients, users and channels of this process, and the broker's sink."""
+
+    def __init__(self, config: HubConfig, broker: Broker, auth: Authenticator) -> None:
+        self.id = uuid.uuid4().hex
+        self.config = config
+        self.broker = broker
+        self.auth = auth
+        self.started_at = time.time()
+        self.sessions: dict[str, Session] = {}  # connected, by client id
+        self.users: dict[str, set[Session]] = {}
+        self.channels: dict[str, ChannelState] = {}
+        self.waiting: dict[Session, float] = {}  # not connected yet -> deadline
+        self._expiries: list[tuple[float, str]] = []  # (token expiry, client id)
+        self._publish_options: dict[ChannelOptions, PublishOptions] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._presence_timer: asyncio.TimerHandle | None = None
+
+    # -- life cycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.broker.start(self)
+        self._timer = self._loop.call_later(TICK, self._tick)
+        if self.broker.presence_expires:
+            self._presence_timer = self._loop.call_later(
+                self.broker.presence_ttl / 3, self._refresh_presence
+            )
+
+    def disconnect_all(self, disconnect: codes.Disconnect) -> None:
+        """Tell every client why it is about to be closed (before the server closes it)."""
+        frames = [w.frame(messages.disconnect_push(disconnect)) for w in WIRES]
+        for session in list(self.sessions.values()) + list(self.waiting):
+            session.push(frames[session.wire.index])
+
+    async def close(self) -> None:
+        for timer in (self._timer, self._presence_timer):
+            if timer is not None:
+                timer.cancel()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.broker.close()
+
+    def run(self, coro: Coroutine) -> None:
+        """Run a command's coroutine, at once when the broker never suspends, else as a task.
+
+        The coroutine must handle its own errors.
+        """
+        if self.broker.inline:
+            try:
+                pending = coro.send(None)
+            except StopIteration:
+                return
+            except Exception:
+                logger.exception("fastws hub: error in a command")
+                return
+            task = self._loop.create_task(_resume(coro, pending))
+        else:
+            task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- clients ---------------------------------------------------------------------
+
+    def welcome(self, session: Session) -> None:
+        """A WebSocket opened: it has connect_timeout seconds to send connect."""
+        self.waiting[session] = self._loop.time() + self.config.connect_timeout
+
+    def connected(self, session: Session) -> None:
+        self.waiting.pop(session, None)
+        self.sessions[session.client_id] = session
+        self.users.setdefault(session.credentials.user, set()).add(session)
+        expires = session.credentials.expires_at
+        if expires is not None:
+            expiries = self._expiries
+            if len(expiries) > 2 * len(self.sessions) + 1024:
+                # Entries of gone clients are dropped lazily; past a bound, all at once.
+                expiries[:] = [e for e in expiries if e[1] in self.sessions]
+                heapq.heapify(expiries)
+            heapq.heappush(expiries, (expires, session.client_id))
+
+    def forget(self, session: Session) -> None:
+        """The connection is gone; its subscriptions are left by the session."""
+        self.waiting.pop(session, None)
+        if session.client_id is not None and self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+            sessions = self.users.get(session.credentials.user)
+            if sessions is not None:
+                sessions.discard(session)
+                if not sessions:
+                    del self.users[session.credentials.user]
+
+    def _tick(self) -> None:
+        loop = self._loop
+        now = loop.time()
+        late = [s for s, deadline in self.waiting.items() if deadline <= now]
+        for session in late:
+            del self.waiting[session]
+            session.disconnect(codes.CONNECT_TIMEOUT)
+        wall = time.time()
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= wall:
+            _, client_id = heapq.heappop(expiries)
+            session = self.sessions.get(client_id)
+            if session is not None:
+                session.disconnect(codes.TOKEN_EXPIRED)
+        self._timer = loop.call_later(TICK, self._tick)
+
+    def _refresh_presence(self) -> None:
+        async def refresh(channel: str, info: ClientInfo) -> None:
+            try:
+                await self.broker.add_presence(channel, info)
+            except Exception as exc:
+                logger.warning("fastws hub: presence refresh failed for %s: %s", channel, exc)
+
+        for state in self.channels.values():
+            for sub in state.subscribers.values():
+                if sub.joined and sub.options.presence:
+                    self.run(refresh(sub.channel, sub.session.client_info))
+        self._presence_timer = self._loop.call_later(
+            self.broker.presence_ttl / 3, self._refresh_presence
+        )
+
+    # -- channel membership -------------------------------------------------------------
+
+    async def subscribe(self, sub: Subscription) -> None:
+        """Register ``sub`` (buffering) and make sure the broker delivers its channel here."""
+        channel = sub.channel
+        state = self.channels.get(channel)
+        if state is not None:
+            state.subscribers[sub.session] = sub
+            if state.ready is not None:
+                await asyncio.shield(state.ready)
+            return
+        state = self.channels[channel] = ChannelState()
+        state.subscribers[sub.session] = sub
+        if self.broker.inline:
+            await self.broker.subscribe(channel)
+            return
+        state.ready = self._loop.create_future()
+        try:
+            await self.broker.subscribe(channel)
+        except BaseException as exc:
+            if not state.ready.done():
+                state.ready.set_exception(codes.HubError(codes.BROKER_UNAVAILABLE, str(exc)))
+                state.ready.exception()  # retrieved: waiters re-raise it, nobody else must
+            if self.channels.get(channel) is state:
+                del self.channels[channel]
+            raise
+        else:
+            state.ready.set_result(None)
+            state.ready = None
+
+    async def unsubscribe(self, sub: Subscription) -> None:
+        """Remove ``sub``; the last local subscriber ends the node's interest in the channel."""
+        channel = sub.channel
+        state = self.channels.get(channel)
+        if state is None or state.subscribers.get(sub.session) is not sub:
+            return
+        del state.subscribers[sub.session]
+        if not state.subscribers:
+            del self.channels[channel]
+            await self.broker.unsubscribe(channel)
+
+    def activate(self, sub: Subscription, position: StreamPosition) -> None:
+        """The subscribe reply went out at ``position``: release what arrived meanwhile."""
+        state = self.channels.get(sub.channel)
+        if state is not None and state.epoch is None:
+            state.epoch, state.offset = position.epoch, position.offset
+        buffered, sub.buffer = sub.buffer, None
+        if not buffered:
+            return
+        last = position.offset
+        wire = sub.session.wire
+        for publication in buffered:
+            if publication.epoch == position.epoch and publication.offset <= last:
+                continue  # already in the reply
+            if publication.epoch != position.epoch or publication.offset != last + 1:
+                sub.session.disconnect(codes.INSUFFICIENT_STATE)
+                return
+            last = publication.offset
+            push = messages.publication_push(wire, sub.channel, publication)
+            sub.session.push(wire.frame(push))
+
+    # -- operations shared by clients and the HTTP API ------------------------------------
+
+    async def publish(self, channel: str, data: bytes, user: str | None) -> StreamPosition:
+        options = self.config.channel_options(channel)
+        publish_options = self._publish_options.get(options)
+        if publish_options is None:
+            publish_options = PublishOptions(options.history_size, options.history_ttl)
+            self._publish_options[options] = publish_options
+        return await self.broker.publish(channel, data, user, publish_options)
+
+    async def history(
+        self, channel: str, since: StreamPosition | None, limit: int | None
+    ) -> HistoryResult:
+        """History of ``channel``; 410 when ``since`` is older than what history holds."""
+        requested = limit
+        if self.config.channel_options(channel).history_size == 0:
+            limit = 0
+        result = await self.broker.history(channel, since, limit)
+        if since is not None and requested != 0 and not recovers(since, result, limit):
+            raise codes.HubError(
+                codes.UNRECOVERABLE_POSITION,
+                f"position {since.epoch}:{since.offset} is not in the history of {channel!r} "
+                f"(now at {result.position.epoch}:{result.position.offset})",
+            )
+        return result
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        if not self.config.channel_options(channel).presence:
+            raise codes.HubError(codes.NOT_FOUND, f"presence is not enabled for {channel!r}")
+        return await self.broker.presence(channel)
+
+    # -- the broker's sink ----------------------------------------------------------------
+
+    def on_publication(self, channel: str, publication: Publication) -> None:
+        state = self.channels.get(channel)
+        if state is None:
+            return
+        if state.epoch == publication.epoch:
+            if publication.offset <= state.offset:
+                return  # delivered twice by the broker
+            gap = publication.offset != state.offset + 1
+        else:
+            gap = state.epoch is not None
+        state.epoch, state.offset = publication.epoch, publication.offset
+        frames: list[bytes | None] = [None, None]
+        for session, sub in tuple(state.subscribers.items()):
+            if sub.buffer is not None:
+                sub.buffer.append(publication)
+                continue
+            if gap:
+                session.disconnect(codes.INSUFFICIENT_STATE)
+                continue
+            wire = session.wire
+            frame = frames[wire.index]
+            if frame is None:
+                frame = frames[wire.index] = wire.frame(
+                    messages.publication_push(wire, channel, publication)
+                )
+            session.push(frame)
+
+    def _to_live(self, channel: str, message: Any) -> None:
+        state = self.channels.get(channel)
+        if state is None:
+            return
+        frames: list[bytes | None] = [None, None]
+        for session, sub in tuple(state.subscribers.items()):
+            if sub.buffer is not None:
+                continue
+            wire = session.wire
+            frame = frames[wire.index]
+            if frame is None:
+                frame = frames[wire.index] = wire.frame(message(wire))
+            session.push(frame)
+
+    def on_join(self, channel: str, info: ClientInfo) -> None:
+        self._to_live(channel, lambda w: messages.join_leave_push(w, "join", channel, info))
+
+    def on_leave(self, channel: str, info: ClientInfo) -> None:
+        self._to_live(channel, lambda w: messages.join_leave_push(w, "leave", channel, info))
+
+    def on_user_message(self, user: str, sender: str | None, data: bytes) -> None:
+        sessions = self.users.get(user)
+        if not sessions:
+            return
+        frames: list[bytes | None] = [None, None]
+        for session in tuple(sessions):
+            wire = session.wire
+            frame = frames[wire.index]
+            if frame is None:
+                frame = frames[wire.index] = wire.frame(messages.message_push(wire, sender, data))
+            session.push(frame)
+
+    def on_disconnect_user(self, user: str, code: int, reason: str) -> None:
+        disconnect = codes.Disconnect(code, reason)
+        for session in tuple(self.users.get(user, ())):
+            session.disconnect(disconnect)
+
+
+def recovers(since: StreamPosition, result: HistoryResult, limit: int | None = None) -> bool:
+    """Does ``result`` (read after ``since``) hold every publication since then?"""
+    position = result.position
+    if since.epoch != position.epoch or since.offset > position.offset:
+        return False
+    if since.offset == position.offset:
+        return True
+    publications = result.publications
+    if not publications or publications[0].offset != since.offset + 1:
+        return False
+    return limit is not None or publications[-1].offset == position.offset
+
+
+__all__ = ["ChannelState", "Node", "Subscription", "recovers"]

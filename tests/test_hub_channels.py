@@ -1,0 +1,52 @@
+"""Channel names and patterns."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastws.hub.channels import MAX_CHANNEL_LENGTH, Patterns, channel_error, pattern_error
+
+
+@pytest.mark.parametrize(
+    "name", ["a", "chat:lobby", "user#42", "$private", "a.b-c_d/e@f", "x" * MAX_CHANNEL_LENGTH]
+)
+def test_valid_names(name: str) -> None:
+    assert channel_error(name) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("", "empty"),
+        ("x" * (MAX_CHANNEL_LENGTH + 1), "longer"),
+        ("a b", "characters"),
+        ("chat:*", "characters"),
+        ("é", "characters"),
+        ("a\n", "characters"),
+        (3, "string"),
+        (None, "string"),
+    ],
+)
+def test_invalid_names(name: object, why: str) -> None:
+    assert why in channel_error(name)
+
+
+def test_pattern_rules() -> None:
+    for pattern in ("*", "chat:*", "exact", "a*"):
+        assert pattern_error(pattern) is None
+    assert "not at the end" in pattern_error("a*b")
+    assert "not at the end" in pattern_error("**")
+    assert pattern_error("bad name*") is not None
+    assert pattern_error(["x"]) is not None
+
+
+def test_patterns_match_exact_names_and_prefixes() -> None:
+    patterns = Patterns(["chat:*", "news", "user:42"])
+    assert patterns.match("chat:lobby") and patterns.match("chat:")
+    assert patterns.match("news") and not patterns.match("newsroom")
+    assert not patterns.match("chat") and not patterns.match("user:421")
+    assert not patterns.everything
+    everything = Patterns(["*"])
+    assert everything.everything and everything.match("anything")
+    nothing = Patterns([])
+    assert not nothing.match("a") and not nothing.match("")
