@@ -45,6 +45,7 @@ class Options:
     max_queue: int = 64
     max_write_buffer: int = 4 << 20
     slow_consumer: str = "close"
+    slow_consumer_code: int = closecodes.POLICY_VIOLATION
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     open_timeout: float = 10.0
@@ -338,11 +339,11 @@ class WebSocket(asyncio.BufferedProtocol):
     def _drop_slow_consumer(self, pending: int) -> None:
         logger.debug("fastws: dropping a slow consumer with %d bytes pending", pending)
         conn = self.conn
-        conn.out.clear()
-        conn.fail(closecodes.POLICY_VIOLATION, "slow consumer: send buffer overflow")
+        conn.out = bytearray()
+        conn.fail(self.options.slow_consumer_code, "slow consumer: send buffer overflow")
         # Its buffers are full: the close frame is tried, not waited for.
         self.transport.write(bytes(conn.out))
-        conn.out.clear()
+        conn.out = bytearray()
         self.transport.abort()
 
     async def _drain(self) -> None:
@@ -371,17 +372,16 @@ class WebSocket(asyncio.BufferedProtocol):
         transport = self.transport
         conn = self.conn
         if transport is None or transport.is_closing():
-            conn.out.clear()
+            conn.out = bytearray()
             return
         out = conn.out
         transport.write(out)
-        pending = transport.get_write_buffer_size()
-        if pending:
-            conn.out = bytearray()  # the transport still holds a view of the old one
-            if pending > self.options.max_write_buffer:
-                self._check_write_buffer()
-        else:
-            del out[:]
+        try:
+            del out[:]  # reuse it: the transport copied it or is done with it
+        except BufferError:
+            conn.out = bytearray()  # the transport still holds a view of it
+        if transport.get_write_buffer_size() > self.options.max_write_buffer:
+            self._check_write_buffer()
 
     # -- pings and closing ---------------------------------------------------------
 

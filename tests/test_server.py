@@ -446,3 +446,36 @@ async def test_plain_http_request_bodies() -> None:
         response = await raw_exchange(server.port, chunked)
         assert response.startswith(b"HTTP/1.1 411 ")
     assert bodies == [b"hello world"]
+
+
+def test_flush_survives_a_transport_that_keeps_a_view_after_writing() -> None:
+    """libuv may finish a write at once yet release the buffer a loop turn later."""
+
+    class ViewKeepingTransport:
+        def __init__(self) -> None:
+            self.kept: list[memoryview] = []
+
+        def write(self, data) -> None:
+            self.kept.append(memoryview(data))
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+        def is_closing(self) -> bool:
+            return False
+
+    from fastws.connection import Connection
+    from fastws.protocol import Options, WebSocket
+
+    loop = asyncio.new_event_loop()
+    try:
+        ws = WebSocket(Options(), loop)
+        ws.transport = ViewKeepingTransport()
+        ws.conn = Connection()
+        ws.conn.send(OP_TEXT, b"first")
+        ws._flush()
+        ws.conn.send(OP_TEXT, b"second")
+        ws._flush()
+        assert [bytes(v) for v in ws.transport.kept] == [b"\x81\x05first", b"\x81\x06second"]
+    finally:
+        loop.close()
