@@ -55,7 +55,8 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 SUMMARY_COLUMNS = [
     "case", "kind", "server", "runs", "failed", "median", "low", "high", "ratio",
-    "server_cpu_pct", "client_cpu_pct", "server_ns_per_msg", "p50_us", "p99_us", "p999_us",
+    "server_cpu_pct", "client_cpu_pct", "other_cpu_pct", "server_ns_per_msg", "p50_us",
+    "p99_us", "p999_us",
     "rss_base_kib", "errors",
 ]  # fmt: skip
 
@@ -140,7 +141,8 @@ def _progress(row: dict) -> str:
     unit = "deliveries/s" if row["kind"] == "broadcast" else "msgs/s"
     return (
         f"{label}  {row['value']:>12,.0f} {unit}  server {row['server_cpu_pct']:.0f}% CPU, "
-        f"{row['server_ns_per_msg']:,.0f} ns/msg  client {row['client_cpu_pct']:.0f}%"
+        f"{row['server_ns_per_msg']:,.0f} ns/msg  client {row['client_cpu_pct']:.0f}%  "
+        f"others {row['other_cpu_pct']:.0f}%"
     )
 
 

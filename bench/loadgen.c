@@ -531,7 +531,9 @@ static void on_readable(struct conn *c) {
         if (n <= 0) {
             if (phase == PH_DONE) { conn_close(c, 0); return; }
             if (c->state != ST_OPEN) {
-                fprintf(stderr, "loadgen: server closed the connection during the handshake\n");
+                fprintf(stderr, "loadgen: connection %d (%d opened so far): %s during the handshake\n",
+                        (int)(c - conns), opened,
+                        n == 0 ? "the server closed the connection" : strerror(errno));
                 exit(2);
             }
             conn_close(c, 1);

@@ -39,13 +39,22 @@ def build() -> tuple[Path, bool]:
         text=True,
     )
     if tls.returncode == 0:
+        _remove_stale(tls_binary)
         return tls_binary, True
     plain = subprocess.run(
         [gcc, "-O2", str(SOURCE), "-o", str(plain_binary)], capture_output=True, text=True
     )
     if plain.returncode != 0:
         raise LoadgenError(f"building the load generator failed:\n{plain.stderr}")
+    _remove_stale(plain_binary)
     return plain_binary, False
+
+
+def _remove_stale(current: Path) -> None:
+    """Builds of older sources are of no further use."""
+    for binary in current.parent.glob("loadgen-*"):
+        if binary != current:
+            binary.unlink(missing_ok=True)
 
 
 def parse_result(stdout: str) -> dict:

@@ -40,6 +40,9 @@ the same load, by `python -m bench`.
 - Server CPU is utime+stime of the server process over the measured period; `srv ns/msg` is
   that CPU time per echoed message (per delivery for broadcast). Client CPU comes from the
   generator's `getrusage`.
+- `other CPU%` is what the rest of the machine used meanwhile (from /proc/stat, minus the
+  server and the harness with its load generator). On a busy machine rates drop but CPU time per
+  message barely moves, so `srv ns/msg` is then the fairer comparison.
 - Servers are interleaved (A B C A B C ...) over the repeats; tables give the median, the
   min-max spread and the ratio to {REFERENCE}.
 
@@ -127,14 +130,14 @@ def _latency(ax, summary: list[dict]) -> None:
                 xs.append(j + (i - (len(servers) - 1) / 2) * width)
                 p50.append(e["p50_us"])
                 p99.append(e["p99_us"])
-        bars = ax.bar(xs, p99, width, alpha=0.35)
-        ax.bar(xs, p50, width, label=server, color=bars.patches[0].get_facecolor() if bars.patches else None)
+        ax.bar(xs, p99, width, color=f"C{i}", alpha=0.35)
+        ax.bar(xs, p50, width, color=f"C{i}", label=server)
     ax.set_xticks(range(len(cases)))
     ax.set_xticklabels(cases, rotation=30, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("round trip, us (solid p50, pale p99)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=min(len(servers), 4))
+    ax.legend(fontsize=8, ncol=min(len(servers), 4), loc="upper left", bbox_to_anchor=(0, -0.25))
 
 
 PLOTS = {
@@ -167,7 +170,7 @@ def plot(summary: list[dict], img_dir: Path) -> list[str]:
         plt.close(fig)
         written.append(name)
     if any(e["kind"] == "echo" and e["case"].endswith("-w1") and e["p50_us"] for e in summary):
-        fig, ax = plt.subplots(figsize=(9, 4.5))
+        fig, ax = plt.subplots(figsize=(9, 5.5))
         _latency(ax, summary)
         ax.set_title("Echo latency, one message in flight")
         fig.tight_layout()
@@ -240,7 +243,11 @@ def generated_section(rows: list[dict], meta: dict, images: list[str], docs: Pat
     problems = tables.failures(summary)
     if problems:
         out.extend(["### Failed runs", "", *(f"- {p}" for p in problems), ""])
-    out.append(f"`*` client CPU >= {tables.CLIENT_BUSY_PCT:.0f}%: the load generator may limit that rate.")
+    out.append(
+        f"`*` client CPU >= {tables.CLIENT_BUSY_PCT:.0f}%: the load generator may limit that rate. "
+        "`other CPU%`: CPU used by the rest of the machine during the run (% of one core); "
+        "when it is high the rates are disturbed and `srv ns/msg` is the fairer comparison."
+    )
     return "\n".join(out)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import select
 import subprocess
 import sys
@@ -46,6 +47,49 @@ def _read_line(stream, deadline: float, what: str) -> str:
     if not line:
         raise RunError(f"{what}: the process ended first")
     return line.strip()
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds spent by the whole machine so far (user, system, interrupts, steal)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def _process_cpu_s(pid: int) -> float:
+    after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(after_name[11]) + int(after_name[12])) / CLOCK_TICKS  # utime, stime
+
+
+def _own_cpu_s() -> float:
+    """This harness and its reaped children (the load generator once it has exited)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class ForeignLoad:
+    """CPU used by everything but this benchmark while a run lasts, in % of one core.
+
+    On a shared machine this says how much the numbers were disturbed.
+    """
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.start = (time.monotonic(), _machine_busy_s(), _process_cpu_s(server_pid), _own_cpu_s())
+
+    def percent(self) -> float:
+        wall, busy, server, own = self.start
+        elapsed = time.monotonic() - wall
+        other = (
+            (_machine_busy_s() - busy)
+            - (_process_cpu_s(self.server_pid) - server)
+            - (_own_cpu_s() - own)
+        )
+        return max(0.0, 100 * other / elapsed) if elapsed > 0 else 0.0
 
 
 def rss_kib(pid: int) -> int:
@@ -156,7 +200,9 @@ def _echo(case: Case, spec: ServerSpec, server: ServerProcess, settings: Setting
         "--warmup", str(settings.warmup),
         "--duration", str(settings.duration),
     ]  # fmt: skip
+    foreign = ForeignLoad(server.pid)
     result = _run_loadgen(command, SETUP_TIMEOUT + settings.warmup + settings.duration + 30)
+    other_cpu_pct = foreign.percent()
     if result["errors"] or result["bad_sizes"]:
         raise RunError(
             f"{result['errors']} connection errors, {result['bad_sizes']} wrong-sized echoes"
@@ -173,6 +219,7 @@ def _echo(case: Case, spec: ServerSpec, server: ServerProcess, settings: Setting
         "p999_us": result["p999_us"],
         "server_cpu_s": result["server_cpu_s"],
         "client_cpu_s": result["client_cpu_s"],
+        "other_cpu_pct": other_cpu_pct,
         "setup_s": result["setup_s"],
     }
 
@@ -184,7 +231,9 @@ def _broadcast(case: Case, spec: ServerSpec, server: ServerProcess, settings: Se
         "--size", str(case.size),
         "--timeout", str(settings.broadcast_timeout),
     ]  # fmt: skip
+    foreign = ForeignLoad(server.pid)
     result = _run_loadgen(command, SETUP_TIMEOUT + settings.broadcast_timeout + 30)
+    other_cpu_pct = foreign.percent()
     if not result["complete"]:
         raise RunError(
             f"only {result['deliveries']} of {result['expected']} deliveries "
@@ -203,6 +252,7 @@ def _broadcast(case: Case, spec: ServerSpec, server: ServerProcess, settings: Se
         "p999_us": "",
         "server_cpu_s": result["server_cpu_s"],
         "client_cpu_s": result["client_cpu_s"],
+        "other_cpu_pct": other_cpu_pct,
         "setup_s": result["setup_s"],
     }
 
@@ -287,5 +337,5 @@ COLUMNS = [
     "case", "kind", "server", "repeat", "ok", "error", "size", "conns", "window", "messages",
     "seconds", "count", "value", "msgs_per_s", "deliveries_per_s", "p50_us", "p99_us", "p999_us",
     "server_cpu_s", "client_cpu_s", "server_cpu_pct", "client_cpu_pct", "server_ns_per_msg",
-    "rss_base_kib", "rss_loaded_kib", "bytes_per_conn", "setup_s",
+    "other_cpu_pct", "rss_base_kib", "rss_loaded_kib", "bytes_per_conn", "setup_s",
 ]  # fmt: skip

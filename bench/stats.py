@@ -8,7 +8,10 @@ from collections.abc import Iterable
 from bench.cases import ALL, Case
 from bench.registry import REFERENCE
 
-AVERAGED = ("server_cpu_pct", "client_cpu_pct", "server_ns_per_msg", "p50_us", "p99_us", "p999_us")
+AVERAGED = (
+    "server_cpu_pct", "client_cpu_pct", "other_cpu_pct", "server_ns_per_msg",
+    "p50_us", "p99_us", "p999_us",
+)  # fmt: skip
 
 
 def _median(values: Iterable) -> float | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
-import socket
 import ssl
 import sys
 from collections.abc import Awaitable, Callable
@@ -51,13 +50,6 @@ def announce_ready(port: int) -> None:
 
 def bound_port(sockets) -> int:
     return sockets[0].getsockname()[1]
-
-
-def free_port(host: str) -> int:
-    """A port that was free a moment ago, for servers that cannot report the one they bound."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def run(

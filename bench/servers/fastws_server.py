@@ -67,17 +67,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    port = args.port or _common.free_port(args.host)
     async with fastws.serve(
         HANDLERS[args.api, args.mode],
         args.host,
-        port,
+        args.port,
         compression=False,  # the others run without permessage-deflate too
+        ping_interval=None,  # no keepalive traffic during a measurement
         backlog=_common.BACKLOG,
         ssl=_common.server_ssl_context(args),
     ) as server:
-        sockets = getattr(server, "sockets", None)
-        _common.announce_ready(_common.bound_port(sockets) if sockets else port)
+        _common.announce_ready(server.port)
         await server.serve_forever()
 
 
