@@ -38,6 +38,8 @@ cdef class FrameParser:
     cdef int _settle(self) except -1
     cdef int _take(self, Py_ssize_t size, Py_ssize_t keep_from, Py_ssize_t keep_len) except -1
     cdef int _drop(self) except -1
+    cdef int _give_back(self, bytearray old) except -1
+    cdef int _use_scratch(self) except -1
     cdef void _forget_frame_view(self) noexcept
     cdef int _fail(self, int kind, uint64_t value) except -1
     cdef int _raise_failed(self) except -1

@@ -14,10 +14,14 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memmove
 
 import os as _os
+import threading as _threading
 
 from fastws.buffers import default_pool
 from fastws.closecodes import build_close, parse_close
 from fastws.errors import ProtocolError
+
+cdef extern from "pythread.h":
+    unsigned long PyThread_get_thread_ident() nogil
 
 cdef extern from *:
     """
@@ -255,6 +259,27 @@ cdef enum:
     _READ_SIZE = 65536        # buffer class taken for a socket read
 
 # ---------------------------------------------------------------- buffers
+
+# The shared read buffer: reads and the parsing that follows them are synchronous
+# on the loop's thread, so every parser of the main thread reads into this one
+# buffer and keeps only the incomplete frame left at the end of a read, moved
+# into a pooled buffer of its size. A parser processing bytes in it is
+# _scratch_user; meanwhile (a callback feeding another parser) others use the pool.
+cdef bytearray _scratch = bytearray(_READ_SIZE)
+cdef object _scratch_view = memoryview(_scratch)
+cdef unsigned char *_scratch_data = <unsigned char *>PyByteArray_AS_STRING(_scratch)
+cdef unsigned long _scratch_thread = _threading.main_thread().ident
+cdef object _scratch_user = None
+
+
+cdef inline bint _scratch_free() noexcept:
+    return _scratch_user is None and PyThread_get_thread_ident() == _scratch_thread
+
+
+def _shared_read_buffer():
+    """The shared read buffer (for tests: payload views may point into it)."""
+    return _scratch
+
 
 
 cdef struct _Bytes:
@@ -582,8 +607,7 @@ cdef class FrameParser:
         self._cap = PyByteArray_GET_SIZE(buf)
         self._start = 0
         self._end = keep_len
-        if old is not None:
-            self._pool.release(old)
+        self._give_back(old)
         return 0
 
     cdef int _drop(self) except -1:
@@ -594,8 +618,30 @@ cdef class FrameParser:
         self._view = None
         self._data = NULL
         self._cap = self._start = self._end = self._need = 0
-        if old is not None:
+        self._give_back(old)
+        return 0
+
+    cdef int _give_back(self, bytearray old) except -1:
+        global _scratch_user
+        if old is _scratch:
+            if _scratch_user is self:
+                _scratch_user = None
+        elif old is not None:
             self._pool.release(old)
+        return 0
+
+    cdef int _use_scratch(self) except -1:
+        """Read into the shared buffer; the caller checked that this parser holds no
+        pending bytes and that the shared buffer is free."""
+        cdef bytearray old = self._buf
+        if old is not _scratch:
+            self._forget_frame_view()
+            self._buf = _scratch
+            self._view = _scratch_view
+            self._data = _scratch_data
+            self._cap = _READ_SIZE
+            self._give_back(old)
+        self._start = self._end = self._need = 0
         return 0
 
     cdef inline void _forget_frame_view(self) noexcept:
@@ -616,7 +662,7 @@ cdef class FrameParser:
             return self._drop()
         # _need is 0 until the pending frame's header is complete (and checked)
         cdef Py_ssize_t capacity = _size_class(self._need if self._need else pending)
-        if capacity != self._cap:
+        if capacity != self._cap or self._buf is _scratch:
             self._take(capacity, self._start, pending)
         elif self._start:
             memmove(self._data, self._data + self._start, pending)
@@ -742,11 +788,15 @@ cdef class FrameParser:
         cdef Py_ssize_t pending = self._end - self._start
         if self._error is not None:
             return self._raise_failed()
+        global _scratch_user
         if n <= 0:
             if pending:   # max_size or rsv1_allowed may have changed
                 self._process_and_settle()
             return 0
-        if self._buf is None:
+        if pending == 0 and n <= _READ_SIZE and _scratch_free():
+            self._use_scratch()
+            _scratch_user = self
+        elif self._buf is None or (pending == 0 and self._buf is _scratch):
             self._take(n, 0, 0)
         elif pending + n > self._cap - self._start:
             self._take(pending + n if pending + n > self._need else self._need,
@@ -778,7 +828,10 @@ cdef class FrameParser:
         cdef Py_ssize_t want
         if self._error is not None:
             self._raise_failed()
-        if self._buf is None:
+        if self._end == self._start and (self._buf is None or self._buf is _scratch):
+            if _scratch_free():
+                self._use_scratch()
+                return fastws_subview(_scratch_view, 0, _READ_SIZE)
             self._take(_READ_SIZE, 0, 0)
         else:
             # read at least 64 KiB at a time, and a big frame straight into place
@@ -791,9 +844,14 @@ cdef class FrameParser:
         """``nbytes`` were written at the start of the last ``get_buffer()`` view."""
         if self._error is not None:
             self._raise_failed()
+        global _scratch_user
         if self._buf is None or nbytes < 0 or nbytes > self._cap - self._end:
             raise ValueError(
                 f"buffer_updated({nbytes}) does not match the view returned by get_buffer()")
+        if self._buf is _scratch:
+            if _scratch_user is not None and _scratch_user is not self:
+                raise RuntimeError("buffer_updated() without a get_buffer() just before it")
+            _scratch_user = self
         self._end += nbytes
         self._process_and_settle()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import os
 import struct
+import threading
 from collections.abc import Callable
 
 from fastws.buffers import BufferPool, default_pool
@@ -44,6 +45,25 @@ OP_PONG = 0xA
 
 _OPCODES = frozenset((OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG))
 _READ_SIZE = 65536  # the buffer class a parser reads into when it holds nothing
+
+# The shared read buffer: reads and the parsing that follows them are synchronous
+# on the loop's thread, so every parser of the main thread reads into this one
+# buffer and keeps only the incomplete frame left at the end of a read, moved
+# into a pooled buffer of its size. The parser processing bytes in it is the
+# scratch user; meanwhile (a callback feeding another parser) others use the pool.
+_scratch = bytearray(_READ_SIZE)
+_scratch_view = memoryview(_scratch)
+_scratch_thread = threading.main_thread().ident
+_scratch_user: list[FrameParser | None] = [None]
+
+
+def _scratch_free() -> bool:
+    return _scratch_user[0] is None and threading.get_ident() == _scratch_thread
+
+
+def _shared_read_buffer() -> bytearray:
+    """The shared read buffer (for tests: payload views may point into it)."""
+    return _scratch
 _size_class = BufferPool.size_class
 
 Buffer = bytes | bytearray | memoryview
@@ -291,7 +311,11 @@ class FrameParser:
             return
         end = self._end
         need = end - self._start + n
-        if self._buf is None:
+        if need == n and n <= _READ_SIZE and _scratch_free():
+            self._use_scratch()
+            _scratch_user[0] = self
+            end = 0
+        elif self._buf is None or (need == n and self._buf is _scratch):
             self._take(need)
             end = 0
         elif need > len(self._buf) - self._start:
@@ -311,7 +335,10 @@ class FrameParser:
         if self._error is not None:
             raise self._raise_again()
         buf = self._buf
-        if buf is None:
+        if self._end == self._start and (buf is None or buf is _scratch):
+            if _scratch_free():
+                self._use_scratch()
+                return _scratch_view
             self._take(_READ_SIZE)
         else:
             want = self._total if self._total > _READ_SIZE else _READ_SIZE
@@ -328,6 +355,10 @@ class FrameParser:
             raise ValueError(
                 f"buffer_updated({nbytes}) does not match the view returned by get_buffer()"
             )
+        if buf is _scratch:
+            if _scratch_user[0] is not None and _scratch_user[0] is not self:
+                raise RuntimeError("buffer_updated() without a get_buffer() just before it")
+            _scratch_user[0] = self
         self._end += nbytes
         self._process()
 
@@ -337,16 +368,34 @@ class FrameParser:
         self._buf = None
         self._view = None
         self._start = self._end = self._total = 0
-        if buf is not None:
-            self._pool.release(buf)
+        self._give_back(buf)
 
     # ---- buffer management
 
+    def _give_back(self, buf: bytearray | None) -> None:
+        if buf is _scratch:
+            if _scratch_user[0] is self:
+                _scratch_user[0] = None
+        elif buf is not None:
+            self._pool.release(buf)
+
+    def _use_scratch(self) -> None:
+        """Read into the shared buffer; the caller checked that this parser holds no
+        pending bytes and that the shared buffer is free."""
+        old = self._buf
+        if old is not _scratch:
+            self._buf = _scratch
+            self._view = _scratch_view
+            self._give_back(old)
+        self._start = self._end = self._total = 0
+
     def _take(self, size: int) -> None:
+        old = self._buf
         buf = self._pool.acquire(size)
         self._buf = buf
         self._view = memoryview(buf)
         self._start = self._end = 0
+        self._give_back(old)
 
     def _move(self, capacity: int) -> None:
         """Move the pending bytes to the start of a fresh buffer of ``capacity``."""
@@ -359,7 +408,7 @@ class FrameParser:
         self._view = view
         self._start = 0
         self._end = end - start
-        self._pool.release(old)
+        self._give_back(old)
 
     def _settle(self) -> None:
         """After parsing: give the buffer back, or keep the pending bytes at the
@@ -373,7 +422,7 @@ class FrameParser:
             self.release()
             return
         capacity = _size_class(self._total or pending)
-        if capacity != len(buf):
+        if capacity != len(buf) or buf is _scratch:
             self._move(capacity)
         elif start:
             view = self._view

@@ -48,6 +48,18 @@ def parse_url(url: str) -> tuple[bool, str, int, str]:
 class ClientConnection(WebSocket):
     """The client side of a connection, made by ``connect``."""
 
+    __slots__ = (
+        "_request",
+        "_key",
+        "_subprotocols",
+        "_deflate_config",
+        "_reader",
+        "_read_buffer",
+        "opened",
+        "response",
+        "_timer",
+    )
+
     def __init__(
         self,
         options: Options,
@@ -66,7 +78,6 @@ class ClientConnection(WebSocket):
         self._reader: ResponseReader | None = ResponseReader(max_size=options.max_header_size)
         self._read_buffer = bytearray(4096)
         self._get_buffer = self._handshake_buffer
-        self._buffer_updated = self._on_handshake_data
         self.opened: asyncio.Future = loop.create_future()
         self.response: Any = None
         self._timer: asyncio.TimerHandle | None = None

@@ -87,7 +87,7 @@ class Connection:
         "close_reason",
         "close_sent",
         "close_received",
-        "_parser",
+        "parser",
         "_deflate",
         "_msg_opcode",
         "_msg_compressed",
@@ -118,7 +118,7 @@ class Connection:
         self.close_sent = False
         self.close_received = False
         self._deflate = deflate
-        self._parser = FrameParser(
+        self.parser = FrameParser(  # the frame parser (the I/O layer reads into it)
             self._on_frame,
             client=client,
             max_size=_frame_limit(max_message_size, deflate is not None),
@@ -137,21 +137,21 @@ class Connection:
         if self.state == CLOSED:
             return
         try:
-            self._parser.feed(data)
+            self.parser.feed(data)
         except ProtocolError as exc:
             self.fail(exc.code, exc.reason)
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """A writable buffer to read into (asyncio.BufferedProtocol)."""
-        return self._parser.get_buffer(sizehint)
+        return self.parser.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
         """``nbytes`` were read into the buffer from ``get_buffer``."""
         if self.state == CLOSED:
-            self._parser.release()
+            self.parser.release()
             return
         try:
-            self._parser.buffer_updated(nbytes)
+            self.parser.buffer_updated(nbytes)
         except ProtocolError as exc:
             self.fail(exc.code, exc.reason)
 
@@ -159,13 +159,13 @@ class Connection:
         """The transport ended; without a close handshake this is 1006."""
         if self.state != CLOSED:
             self._finish(closecodes.ABNORMAL, "connection lost without a close frame")
-        self._parser.release()
+        self.parser.release()
 
     @property
     def buffered(self) -> int:
         """Bytes received and held: a partial frame plus a partial message."""
         fragments = self._fragments
-        return self._parser.buffered + (len(fragments) if fragments is not None else 0)
+        return self.parser.buffered + (len(fragments) if fragments is not None else 0)
 
     def _on_frame(self, opcode: int, fin: bool, rsv1: bool, payload: memoryview) -> None:
         if self.state == CLOSED:
@@ -315,7 +315,7 @@ class Connection:
 
     def release(self) -> None:
         """Give pooled buffers back (after the transport is gone)."""
-        self._parser.release()
+        self.parser.release()
 
     def closed_error(self) -> ConnectionClosedOK | ConnectionClosedError:
         code = self.close_code

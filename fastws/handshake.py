@@ -29,6 +29,7 @@ import binascii
 import hashlib
 import os
 import re
+import sys
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -64,26 +65,38 @@ class Headers:
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
+        self._index: dict[str, list[str]] | None = None  # built on the first lookup
         for name, value in items:
             self.add(name, value)
 
     def add(self, name: str, value: str) -> None:
         self._items.append((name, value))
-        self._index.setdefault(name.lower(), []).append(value)
+        self._index = None
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            for name, value in self._items:
+                index.setdefault(name.lower(), []).append(value)
+        return index
+
+    def compact(self) -> None:
+        """Drop the lookup index (rebuilt on demand): a kept request stays small."""
+        self._index = None
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        values = self._index.get(name.lower())
+        values = self._lookup().get(name.lower())
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
-        return list(self._index.get(name.lower(), ()))
+        return list(self._lookup().get(name.lower(), ()))
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
+        return isinstance(name, str) and name.lower() in self._lookup()
 
     def __iter__(self) -> Iterator[str]:
         return (name for name, _ in self._items)
@@ -167,7 +180,8 @@ class _HeadReader:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # llhttp drops the whitespace before a value but keeps the one after it
-        self._headers.add(name.decode("latin-1"), value.strip(b" \t").decode("latin-1"))
+        # names are interned: every connection's copy of "Sec-WebSocket-Key" is the same
+        self._headers.add(sys.intern(name.decode("latin-1")), value.strip(b" \t").decode("latin-1"))
 
     def on_headers_complete(self) -> None:
         self._done = True

@@ -23,12 +23,13 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from fastws import closecodes
 from fastws.codec import OP_BINARY, OP_TEXT
 from fastws.connection import CLOSED, OPEN, Connection
-from fastws.errors import ConnectionClosed, ConnectionClosedOK
+from fastws.errors import ConnectionClosed, ConnectionClosedOK, ProtocolError
 
 logger = logging.getLogger("fastws")
 
@@ -88,6 +89,34 @@ class Listener:
 class WebSocket(asyncio.BufferedProtocol):
     """One WebSocket connection (the transport's protocol and the user's handle)."""
 
+    # Slots keep an idle connection small: thousands of them are the normal case.
+    __slots__ = (
+        "options",
+        "loop",
+        "transport",
+        "phase",
+        "subprotocol",
+        "remote_address",
+        "state",
+        "conn",
+        "listener",
+        "deadline",
+        "last_seen",
+        "seen",
+        "ping_sent_at",
+        "_get_buffer",
+        "_parsed",
+        "_in_read",
+        "_flush_pending",
+        "_queue",
+        "_waiter",
+        "_paused_reading",
+        "_drain_waiter",
+        "_closed_waiter",
+        "_lost",
+        "__weakref__",
+    )
+
     def __init__(self, options: Options, loop: asyncio.AbstractEventLoop) -> None:
         self.options = options
         self.loop = loop
@@ -103,7 +132,7 @@ class WebSocket(asyncio.BufferedProtocol):
         self.seen = False  # data arrived since the timer last looked
         self.ping_sent_at = 0.0
         self._get_buffer: Any = None
-        self._buffer_updated: Any = None
+        self._parsed: Any = None  # the frame parser's buffer_updated, once open
         self._in_read = False
         self._flush_pending = False
         self._queue: deque | None = None
@@ -119,7 +148,28 @@ class WebSocket(asyncio.BufferedProtocol):
         return self._get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._buffer_updated(nbytes)
+        conn = self.conn
+        if conn is None:
+            self._on_handshake_data(nbytes)
+            return
+        self._in_read = True
+        try:
+            self._parsed(nbytes)
+        except ProtocolError as exc:
+            conn.fail(exc.code, exc.reason)
+        except Exception:
+            self._internal_error("on_message")
+        finally:
+            self._in_read = False
+        self.seen = True
+        if conn.out:
+            self._flush()
+        if conn.state == CLOSED:
+            self._close_transport()
+
+    def _on_handshake_data(self, nbytes: int) -> None:
+        """Bytes of the HTTP Upgrade exchange (server and client read it differently)."""
+        raise NotImplementedError
 
     def eof_received(self) -> bool:
         conn = self.conn
@@ -162,11 +212,11 @@ class WebSocket(asyncio.BufferedProtocol):
         self.deadline = 0.0
         conn.on_close = self._on_close
         conn.on_pong = self._on_pong
-        self._get_buffer = conn.get_buffer
-        self._buffer_updated = self._on_data
+        self._get_buffer = conn.parser.get_buffer
+        self._parsed = conn.parser.buffer_updated
         listener = self.listener
         if listener is not None:
-            conn.on_message = self._listener_message
+            conn.on_message = partial(listener.on_message, self)
             try:
                 listener.on_connect(self)
             except Exception:
@@ -184,18 +234,6 @@ class WebSocket(asyncio.BufferedProtocol):
                 self._in_read = False
             self._after_read()
 
-    def _on_data(self, nbytes: int) -> None:
-        conn = self.conn
-        self._in_read = True
-        try:
-            conn.buffer_updated(nbytes)
-        except Exception:
-            self._internal_error("on_message")
-        finally:
-            self._in_read = False
-        self.seen = True
-        self._after_read()
-
     def _after_read(self) -> None:
         conn = self.conn
         if conn.out:
@@ -211,9 +249,6 @@ class WebSocket(asyncio.BufferedProtocol):
             self._schedule_flush()
 
     # -- incoming messages ---------------------------------------------------------
-
-    def _listener_message(self, opcode: int, payload: memoryview) -> None:
-        self.listener.on_message(self, opcode, payload)
 
     def _enqueue(self, opcode: int, payload: memoryview) -> None:
         message = str(payload, "utf-8") if opcode == OP_TEXT else bytes(payload)

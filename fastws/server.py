@@ -38,6 +38,7 @@ from fastws.handshake import (
     Request,
     RequestReader,
     error_response,
+    header_tokens,
     http_response,
     response_101,
     server_handshake,
@@ -93,6 +94,8 @@ def _deflate_config(compression: Any) -> DeflateConfig | None:
 class ServerConnection(WebSocket):
     """A connection accepted by a ``Server``."""
 
+    __slots__ = ("server", "request", "_reader", "handler_task")
+
     def __init__(self, server: Server) -> None:
         super().__init__(server.options, server.loop)
         self.server = server
@@ -100,7 +103,6 @@ class ServerConnection(WebSocket):
         self.request: Request | None = None
         self._reader: RequestReader | None = RequestReader(max_size=server.options.max_header_size)
         self._get_buffer = _scratch_buffer
-        self._buffer_updated = self._on_handshake_data
         self.handler_task: asyncio.Task | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -110,6 +112,7 @@ class ServerConnection(WebSocket):
         server = self.server
         server.connections.add(self)
         if server.max_connections is not None and len(server.connections) > server.max_connections:
+            server.count_failure(503)
             self._reply(http_response(503, "too many connections\n"))
 
     def _connection_gone(self) -> None:
@@ -126,6 +129,7 @@ class ServerConnection(WebSocket):
             request = reader.feed(bytes(_SCRATCH_VIEW[:nbytes]))
         except HandshakeError as exc:
             logger.debug("fastws: bad request from %s: %s", self.remote_address, exc)
+            self.server.count_failure(exc.status)
             self._reply(error_response(exc))
             return
         if request is None:
@@ -185,9 +189,11 @@ class ServerConnection(WebSocket):
 
     def _hook_failed(self, exc: Exception) -> None:
         if isinstance(exc, HandshakeError):
+            self.server.count_failure(exc.status)
             self._reply(error_response(exc))
         else:
             logger.error("fastws: error in process_request", exc_info=exc)
+            self.server.count_failure(500)
             self._reply(http_response(500, "internal server error\n"))
 
     def _reply(self, response: bytes) -> None:
@@ -201,6 +207,10 @@ class ServerConnection(WebSocket):
         if self.transport is None or self.transport.is_closing():
             return
         if isinstance(decision, Response):
+            if decision.status >= 400 and "websocket" in header_tokens(
+                self.request.headers, "Upgrade"
+            ):
+                self.server.count_failure(decision.status)
             self._reply(
                 http_response(
                     decision.status,
@@ -221,6 +231,7 @@ class ServerConnection(WebSocket):
             )
         except HandshakeError as exc:
             logger.debug("fastws: handshake refused for %s: %s", self.remote_address, exc)
+            server.count_failure(exc.status)
             self._reply(error_response(exc))
             return
         headers: Sequence[tuple[str, str]] = ()
@@ -241,6 +252,7 @@ class ServerConnection(WebSocket):
         leftover = self._reader.leftover
         self._reader = None
         self.transport.write(response_101(request, accepted, headers))
+        request.headers.compact()
         self.transport.resume_reading()
         if server.listener_factory is not None:
             self.listener = server.listener_factory()
@@ -293,6 +305,11 @@ class Server:
         self._server: asyncio.base_events.Server | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
+        self.handshake_failures: dict[int, int] = {}
+        """Connections refused before becoming WebSockets, by HTTP status (408: timeout)."""
+
+    def count_failure(self, status: int) -> None:
+        self.handshake_failures[status] = self.handshake_failures.get(status, 0) + 1
 
     async def start(self, host: str | None, port: int | None, **kwargs: Any) -> None:
         self._server = await self.loop.create_server(
@@ -315,6 +332,8 @@ class Server:
     def _on_timer(self) -> None:
         now = self.loop.time()
         for ws in list(self.connections):
+            if ws.phase == HANDSHAKE and ws.deadline and now >= ws.deadline:
+                self.count_failure(408)
             try:
                 ws.check_timers(now)
             except Exception:
@@ -327,6 +346,15 @@ class Server:
         from fastws.protocol import broadcast
 
         return broadcast(self.connections if connections is None else connections, message)
+
+    def stop_accepting(self) -> None:
+        """Close the listening sockets; open connections go on.
+
+        A socket shared with other processes stays open in them: connections
+        waiting in its queue are accepted there instead.
+        """
+        if self._server is not None and self._server.is_serving():
+            self._server.close()
 
     async def close(
         self,

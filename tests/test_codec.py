@@ -386,7 +386,8 @@ def test_payload_is_an_unmasked_view_into_the_pooled_buffer(codec, path):
     def on_frame(opcode, fin, rsv1, payload):
         assert type(payload) is memoryview
         assert payload.format == "B" and payload.ndim == 1 and payload.nbytes == len(payload)
-        assert id(payload.obj) in pool.held  # zero-copy: it points into the pooled buffer
+        # zero-copy: it points into the receive buffer, the shared or a pooled one
+        assert payload.obj is codec._shared_read_buffer() or id(payload.obj) in pool.held
         seen.append(bytes(payload))
 
     parser = codec.FrameParser(on_frame, pool=pool)
@@ -934,14 +935,51 @@ def test_idle_parser_holds_no_buffer(codec, path):
     assert pool.in_use == 0 and pool.held == {}
 
 
-def test_fresh_parser_reads_into_64k(codec):
+def test_fresh_parser_reads_into_the_shared_64k_buffer(codec):
     pool = RecordingPool()
-    parser, _ = make_parser(codec, pool=pool)
+    parser, frames = make_parser(codec, pool=pool)
     view = parser.get_buffer(-1)
     assert len(view) == 65536
     assert not view.readonly
-    assert pool.in_use == 1
-    parser.release()
+    assert view.obj is codec._shared_read_buffer()
+    assert pool.in_use == 0  # complete frames never touch the pool
+    view[: len(HELLO_MASKED)] = HELLO_MASKED
+    parser.buffer_updated(len(HELLO_MASKED))
+    assert frames == [(0x1, True, False, b"Hello")]
+    assert pool.in_use == 0 and parser.buffered == 0
+
+
+def test_a_partial_frame_leaves_the_shared_buffer_for_a_pooled_one(codec):
+    pool = RecordingPool()
+    parser, frames = make_parser(codec, pool=pool)
+    view = parser.get_buffer(-1)
+    view[:3] = HELLO_MASKED[:3]
+    parser.buffer_updated(3)
+    assert pool.in_use == 1 and parser.buffered == 3  # the shared buffer is free again
+    other, other_frames = make_parser(codec, pool=pool)
+    other.feed(HELLO_MASKED)
+    assert other_frames == [(0x1, True, False, b"Hello")]
+    parser.feed(HELLO_MASKED[3:])
+    assert frames == [(0x1, True, False, b"Hello")]
+    assert pool.in_use == 0
+
+
+def test_a_parser_fed_from_a_callback_does_not_use_the_busy_shared_buffer(codec):
+    pool = RecordingPool()
+    inner, inner_frames = make_parser(codec, pool=pool)
+    seen = []
+
+    def on_frame(opcode, fin, rsv1, payload):
+        inner.feed(HELLO_MASKED)  # must not overwrite the frames still to come
+        seen.append(bytes(payload))
+
+    outer = codec.FrameParser(on_frame, pool=pool)
+    two = codec.build_frame(0x2, b"one", mask_key=KEY) + codec.build_frame(0x2, b"two", mask_key=KEY)
+    view = outer.get_buffer(-1)
+    view[: len(two)] = two
+    outer.buffer_updated(len(two))
+    assert seen == [b"one", b"two"]
+    assert inner_frames == [(0x1, True, False, b"Hello")] * 2
     assert pool.in_use == 0
 
 
