@@ -7,6 +7,10 @@ import asyncio
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastws.hub.config import HubConfig
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -25,7 +29,19 @@ and presence are set only in the file:
     join_leave = true
 
 Without jwt_secret or jwt_public_key the hub runs in insecure development mode.
-See docs/hub.md and docs/protocol.md.
+
+With --workers above 1 (or auto), a master binds the port and supervises the
+workers that share it; signal the master:
+
+    SIGHUP    reload: new workers with fresh code and configuration; once they
+              are ready the old ones let their clients reconnect (close 1012)
+              over --drain-window seconds
+    SIGUSR2   upgrade: the master re-executes itself (the installed fastws),
+              handing the listening socket over; the port never closes
+    SIGTERM   shut down: clients get close 1001 and may reconnect elsewhere
+
+/metrics serves Prometheus metrics (one view of all workers), /health and
+/ready the probes. See docs/operations.md, docs/hub.md and docs/protocol.md.
 """
 
 
@@ -106,15 +122,24 @@ def _run_echo(args: argparse.Namespace) -> None:
 def _run_hub(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     from fastws.hub.app import run_hub
     from fastws.hub.config import ConfigError, flags_from_namespace, load_config
+    from fastws.hub.logs import setup_logging
+    from fastws.hub.supervisor import run_supervisor, supervised
 
     flags, path = flags_from_namespace(args)
+
+    def load() -> HubConfig:  # again on every reload: the file may have changed
+        return load_config(flags, os.environ, path)
+
     try:
-        config = load_config(flags, os.environ, path)
+        config = load()
     except ConfigError as exc:
         parser.exit(2, f"python -m fastws: error: {exc}\n")
-    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
+    multi = supervised(config)
+    setup_logging(config.log_level, config.log_format, role="master" if multi else "hub")
     _install_uvloop()
     try:
+        if multi:
+            sys.exit(run_supervisor(config, load))
         asyncio.run(run_hub(config))
     except ConfigError as exc:  # a key file that exists but cannot be used
         parser.exit(2, f"python -m fastws: error: {exc}\n")

@@ -66,6 +66,18 @@ def token_source(port: int, user: str):
     return fetch
 
 
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something true (returned) or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {what}")
+        time.sleep(interval)
+
+
 class HubProcess:
     """``python -m fastws --port P`` with its output in a temporary log file."""
 
@@ -125,6 +137,29 @@ class HubProcess:
 
     def api(self, path: str, body: dict) -> tuple[int, dict]:
         return http(self.port, path, body, {"Authorization": f"apikey {self.api_key}"})
+
+    def api_get(self, path: str) -> tuple[int, dict]:
+        return http(self.port, path, None, {"Authorization": f"apikey {self.api_key}"})
+
+    def probe(self, path: str) -> tuple[int, str]:
+        """GET a probe (/health, /ready): (status, body text)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def broker_status(self) -> dict:
+        """The ``broker`` object of /api/v1/info."""
+        status, body = self.api_get("/api/v1/info")
+        if status != 200:
+            raise RuntimeError(f"info: HTTP {status} {body}")
+        return body["result"]["broker"]
+
+    def wait_ready(self, timeout: float = 20.0) -> HubProcess:
+        """Until /ready answers 200 (the broker is usable)."""
+        wait_until(lambda: self.probe("/ready")[0] == 200, timeout, f"hub {self.port} ready")
+        return self
 
     def __enter__(self) -> HubProcess:
         return self.start()

@@ -81,8 +81,8 @@ def test_unsupported_settings_fail_with_a_clear_message() -> None:
     port = str(taken.getsockname()[1])
     for args, expected in [
         (["--port", port], f"cannot listen on 127.0.0.1:{port}"),
-        (["--workers", "2"], "not supported yet"),
-        (["--broker", "redis://localhost:6379"], "supported schemes: memory://"),
+        (["--workers", "0"], "workers: must be at least 1"),
+        (["--broker", "kafka://localhost:9092"], "supported schemes: memory://, redis://"),
         (["--port", "http"], "--port: expected an integer"),
     ]:
         done = subprocess.run(

@@ -71,8 +71,8 @@ presence = true
         ("jwt_leeway = 'soon'", r"jwt_leeway: expected a number"),
         ("allowed_origins = 'a'", r"allowed_origins: expected an array of strings"),
         ("port = 70000", r"port: 70000 is not between"),
-        ("workers = 2", r"workers: 2 worker processes are not supported yet"),
-        ("broker = 'redis://localhost'", r"supported schemes: memory://"),
+        ("workers = 'many'", r'workers: expected an integer or "auto"'),
+        ("broker = 'kafka://localhost'", r"supported schemes: memory://, redis://"),
         ("log_level = 'loud'", r"log_level"),
         ("max_subscriptions = 0", r"max_subscriptions: must be positive"),
         ("jwt_public_key = '/no/such.pem'", r"jwt_public_key: no such file"),
@@ -144,3 +144,23 @@ def test_every_option_is_documented() -> None:
     text = (Path(__file__).resolve().parent.parent / "docs" / "hub.md").read_text()
     for name in HubConfig.__dataclass_fields__:
         assert f"| `{name}` |" in text, name
+
+
+def test_workers_auto_is_one_per_core_and_operations_options_are_checked(tmp_path) -> None:
+    from fastws.hub.config import cpu_count, values_from_mapping
+
+    assert load_config({"workers": "auto"}, {}).workers == cpu_count() >= 1
+    assert load_config({}, {"FASTWS_WORKERS": "3"}).workers == 3
+    assert values_from_mapping({"workers": "auto"})["workers"] == cpu_count()
+    cert = tmp_path / "cert.pem"
+    cert.write_text("-")
+    for flags, expected in [
+        ({"log_format": "xml"}, "log_format: 'xml' is not one of plain, json"),
+        ({"keyfile": str(cert)}, "keyfile: needs certfile"),
+        ({"certfile": str(tmp_path / "none.pem")}, "certfile: no such file"),
+        ({"drain_window": "-1"}, "drain_window: must not be negative"),
+    ]:
+        with pytest.raises(ConfigError, match=expected):
+            load_config(flags, {})
+    config = load_config({"certfile": str(cert), "drain_window": "2.5", "metrics": "off"}, {})
+    assert (config.certfile, config.drain_window, config.metrics) == (str(cert), 2.5, False)

@@ -205,7 +205,7 @@ class HttpApi:
             "connections": len(node.sessions),
             "users": len(node.users),
             "channels": len(node.channels),
-            "broker": node.config.broker.partition("://")[0],
+            "broker": {"kind": node.config.broker.partition("://")[0], **node.broker.status()},
             "uptime": round(time.time() - node.started_at, 3),
         }
 

@@ -3,7 +3,8 @@
 /connection     WebSocket (subprotocol fastws.json or fastws.msgpack)
 /api/...        HTTP API (see api.py)
 /health         200 "ok" while the process serves
-/ready          200 when the broker is usable, 503 otherwise
+/ready          200 when the broker is usable, else 503 with the broker's state (JSON)
+/metrics        Prometheus metrics (unless metrics = false)
 /               the demo page (fastws/hub/static/index.html)
 /static/NAME    the demo page's other files
 
@@ -17,17 +18,21 @@ import asyncio
 import logging
 import mimetypes
 import signal
+import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from fastws.handshake import Request, header_tokens
 from fastws.hub import codes
-from fastws.hub.api import HttpApi, error_response
+from fastws.hub.api import HttpApi, error_response, json_response
 from fastws.hub.auth import Authenticator
 from fastws.hub.broker import Broker, create_broker
 from fastws.hub.config import HubConfig
+from fastws.hub.metrics import CONTENT_TYPE, LoopLag, hub_samples, merge, render
 from fastws.hub.node import Node
 from fastws.hub.session import Session
+from fastws.hub.tls import server_context
 from fastws.hub.wire import SUBPROTOCOLS
 from fastws.server import Accept, Response, Server, ServerConnection, serve
 
@@ -69,12 +74,23 @@ def upgrade_token(request: Request) -> str | None:
 class Hub:
     """The hub on one port: start it with ``async with Hub(config)`` or ``await hub.start()``."""
 
-    def __init__(self, config: HubConfig, broker: Broker | None = None) -> None:
+    def __init__(
+        self,
+        config: HubConfig,
+        broker: Broker | None = None,
+        *,
+        sock: socket.socket | None = None,
+    ) -> None:
         self.config = config
         self.auth = Authenticator(config)
         self.node = Node(config, broker if broker is not None else create_broker(config), self.auth)
         self.api = HttpApi(self.node)
         self.server: Server | None = None
+        self.sock = sock  # a listening socket to serve instead of binding host:port
+        self.lag = LoopLag()
+        self.worker = "0"  # the ``worker`` label of this process's metrics
+        self.metrics_source: Callable[[], Awaitable[bytes]] | None = None
+        """Where /metrics comes from; None: this process alone (no master)."""
 
     @property
     def port(self) -> int:
@@ -90,25 +106,30 @@ class Hub:
             )
         elif config.jwt_secret and len(config.jwt_secret.encode()) < 32:
             logger.warning("fastws hub: jwt_secret is shorter than 32 bytes; HS256 wants more")
+        ssl_context = server_context(config)
         await self.node.start()
+        self.lag.start()
         origins: set[str | None] | None = None
         if config.allowed_origins:
             origins = {*config.allowed_origins, None}  # non-browser clients send no Origin
         node = self.node
         try:
-            self.server = await self._serve(origins)
+            self.server = await self._serve(origins, ssl_context)
         except BaseException:
+            self.lag.stop()
             await node.close()
             raise
         return self
 
-    async def _serve(self, origins: set[str | None] | None) -> Server:
+    async def _serve(self, origins: set[str | None] | None, ssl_context: Any = None) -> Server:
         config = self.config
         node = self.node
         return await serve(
             lambda: Session(node),
             config.host,
             config.port,
+            ssl=ssl_context,
+            sock=self.sock,
             process_request=self.process_request,
             origins=origins,
             max_connections=config.max_connections or None,
@@ -118,6 +139,7 @@ class Hub:
             max_message_size=2 * config.max_message_size,
             max_body_size=2 * config.max_body_size,
             max_write_buffer=2 * config.max_send_buffer,
+            slow_consumer_code=codes.SLOW_CONSUMER.code,
             ping_interval=config.ping_interval or None,
             ping_timeout=config.ping_timeout,
         )
@@ -129,6 +151,7 @@ class Hub:
             await self.server.close(
                 disconnect.code, disconnect.reason, timeout=self.config.shutdown_timeout
             )
+        self.lag.stop()
         await self.node.close()
 
     async def __aenter__(self) -> Hub:
@@ -150,14 +173,26 @@ class Hub:
         if path == "/health":
             return Response(200, "ok")
         if path == "/ready":
-            if self.node.broker.healthy:
+            broker = self.node.broker
+            if broker.healthy:
                 return Response(200, "ready")
-            return Response(503, "broker unavailable")
+            return json_response(503, {"ready": False, "broker": broker.status()})
+        if path == "/metrics" and self.config.metrics:
+            return self._metrics()
         if path in ("/", "/index.html"):
             return self._static("index.html", placeholder=True)
         if path.startswith("/static/"):
             return self._static(path[len("/static/") :])
         return error_response(codes.NOT_FOUND, f"nothing at {path}")
+
+    def local_metrics(self) -> bytes:
+        """The metrics of this process alone, as Prometheus text."""
+        return render(merge([hub_samples(self, self.worker, self.lag)]))
+
+    async def _metrics(self) -> Response:
+        source = self.metrics_source
+        text = await source() if source is not None else self.local_metrics()
+        return Response(200, text, content_type=CONTENT_TYPE)
 
     def _static(self, name: str, placeholder: bool = False) -> Response:
         root = STATIC_DIR.resolve()
@@ -177,28 +212,41 @@ class Hub:
         )
 
 
+def listening_line(config: HubConfig, port: int) -> str:
+    """What ``python -m fastws`` prints once it serves (tests and scripts read the port)."""
+    host = config.host
+    shown = f"[{host}]" if ":" in host else host
+    secure = "s" if config.certfile else ""
+    return (
+        f"fastws hub listening on http{secure}://{shown}:{port}/ "
+        f"(WebSocket ws{secure}://{shown}:{port}/connection)"
+    )
+
+
 async def run_hub(config: HubConfig) -> None:
     """Serve until SIGINT or SIGTERM, then tell clients (1001) and close."""
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    for sig in (signal.SIGHUP, signal.SIGUSR2):
+        loop.add_signal_handler(
+            sig,
+            logger.warning,
+            "fastws hub: %s ignored: reloads and upgrades need a supervising master "
+            "(--workers 2 or more)",
+            sig.name,
+        )
     async with Hub(config) as hub:
-        host = config.host
-        shown = f"[{host}]" if ":" in host else host
         logger.info(
             "fastws hub: node %s, broker %s, %s mode",
             hub.node.id,
             config.broker,
             "insecure development" if hub.auth.insecure else "token",
         )
-        print(
-            f"fastws hub listening on http://{shown}:{hub.port}/ "
-            f"(WebSocket ws://{shown}:{hub.port}/connection)",
-            flush=True,
-        )
+        print(listening_line(config, hub.port), flush=True)
         await stop
         logger.info("fastws hub: shutting down")
 
 
-__all__ = ["Hub", "run_hub"]
+__all__ = ["Hub", "listening_line", "run_hub"]

@@ -100,6 +100,13 @@ class Authenticator:
             self.dev_secret = os.urandom(32).hex()
             self._keys["HS256"] = self.dev_secret
 
+    def use_dev_secret(self, secret: str) -> None:
+        """Sign development tokens with ``secret`` (shared by the workers of one master,
+        so that a token from one worker is accepted by the others)."""
+        if self.insecure:
+            self.dev_secret = secret
+            self._keys["HS256"] = secret
+
     def dev_token(self, user: str) -> str:
         """A token for ``user`` that this process accepts (insecure mode only)."""
         if self.dev_secret is None:

@@ -80,6 +80,12 @@ class MemoryBroker(Broker):
     def healthy(self) -> bool:
         return self._sink is not None and not self._closed
 
+    def sizes(self) -> tuple[int, int, int]:
+        """(streams, publications held in history, presence entries), for metrics."""
+        held = sum(len(stream.items) for stream in self._streams.values())
+        present = sum(len(clients) for clients in self._presence.values())
+        return len(self._streams), held, present
+
     async def start(self, sink: BrokerSink) -> None:
         self._sink = sink
         self._closed = False

@@ -61,7 +61,13 @@ class CircuitBreaker:
         return max(0.0, self.retry_at - self._clock())
 
     def success(self) -> bool:
-        """Record a success; True when it closed the circuit (a probe succeeded)."""
+        """Record a success; True when it closed the circuit (a probe succeeded).
+
+        While open, a success is a late answer to a call made before the circuit
+        opened: it proves nothing and changes nothing.
+        """
+        if self.state == OPEN:
+            return False
         self.failures = 0
         if self.state == CLOSED:
             return False

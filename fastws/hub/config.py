@@ -35,6 +35,7 @@ from fastws.hub.channels import pattern_error
 
 ENV_PREFIX = "FASTWS_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("plain", "json")
 BROKER_SCHEMES = ("memory", "redis")
 
 
@@ -115,9 +116,33 @@ class HubConfig:
         False, "bool", "while Redis is down, deliver publications to this node's subscribers "
         "(under a new epoch, so nobody takes them for continuous history)", metavar="BOOL"
     )
-    workers: int = _option(1, "int", "worker processes (only 1 is supported yet)")
+    workers: int = _option(
+        1,
+        "workers",
+        "worker processes sharing the port, or 'auto' (one per core); above 1 a master "
+        "supervises them (SIGHUP reloads, SIGUSR2 upgrades; see docs/operations.md)",
+        metavar="N",
+    )
+    drain_window: float = _option(
+        10.0, "float", "seconds over which a reloading worker spreads its clients' reconnects"
+    )
+    worker_start_timeout: float = _option(
+        30.0, "float", "seconds a new worker has to report ready before a reload is abandoned"
+    )
+    certfile: str | None = _option(
+        None, "opt_str", "PEM certificate chain: serve wss:// and https:// (TLS)", metavar="FILE"
+    )
+    keyfile: str | None = _option(
+        None, "opt_str", "PEM private key of certfile (when not in the certfile)", metavar="FILE"
+    )
+    metrics: bool = _option(
+        True, "bool", "serve Prometheus metrics at /metrics", metavar="BOOL"
+    )
     log_level: str = _option(
         "info", "str", "debug, info, warning, error or critical", metavar="LEVEL"
+    )
+    log_format: str = _option(
+        "plain", "str", "plain text lines or json (one object per line)", metavar="FORMAT"
     )
     jwt_secret: str | None = _option(
         None,
@@ -217,11 +242,20 @@ class HubConfig:
             raise ConfigError(f"port: {self.port} is not between 0 and 65535")
         if self.workers < 1:
             raise ConfigError(f"workers: must be at least 1, not {self.workers}")
-        if self.workers > 1:
+        if self.log_format not in LOG_FORMATS:
             raise ConfigError(
-                f"workers: {self.workers} worker processes are not supported yet; use 1 "
-                "(run several hubs behind a load balancer once a shared broker exists)"
+                f"log_format: {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}"
             )
+        if self.drain_window < 0:
+            raise ConfigError("drain_window: must not be negative")
+        if self.worker_start_timeout <= 0:
+            raise ConfigError("worker_start_timeout: must be positive")
+        if self.keyfile is not None and self.certfile is None:
+            raise ConfigError("keyfile: needs certfile")
+        for name in ("certfile", "keyfile"):
+            path = getattr(self, name)
+            if path is not None and not os.path.isfile(path):
+                raise ConfigError(f"{name}: no such file {path!r}")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(
                 f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
@@ -333,6 +367,12 @@ def _check_type(kind: str, value: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         expected = "an integer"
+    elif kind == "workers":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if value == "auto":
+            return cpu_count()
+        expected = 'an integer or "auto"'
     elif kind == "float":
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
@@ -406,6 +446,13 @@ def read_toml(path: str) -> dict[str, Any]:
 def parse_text(name: str, text: str, where: str) -> Any:
     """An option value from a flag or an environment variable."""
     kind = OPTIONS[name].metadata["kind"]
+    if kind == "workers":
+        if text.strip().lower() == "auto":
+            return cpu_count()
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f'{where}: expected an integer or "auto", got {text!r}') from None
     try:
         if kind == "int":
             return int(text)
@@ -428,6 +475,14 @@ def parse_text(name: str, text: str, where: str) -> Any:
     if kind == "channels":
         raise ConfigError(f"{where}: channels can only be set in the TOML file")
     return text
+
+
+def cpu_count() -> int:
+    """The cores this process may run on (what ``workers = "auto"`` means)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def env_name(name: str) -> str:

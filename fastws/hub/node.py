@@ -38,6 +38,7 @@ from fastws.hub.broker import (
     StreamPosition,
 )
 from fastws.hub.config import ChannelOptions, HubConfig
+from fastws.hub.metrics import HubStats
 from fastws.hub.wire import WIRES
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fastws.hub")
 
 TICK = 1.0  # seconds between checks of connect deadlines and token expiry
+FLUSH_TIMEOUT = 1.0  # seconds commands in flight get to reach the broker at close
 
 
 class Subscription:
@@ -115,6 +117,7 @@ class Node:
         self.broker = broker
         self.auth = auth
         self.started_at = time.time()
+        self.stats = HubStats()
         self.sessions: dict[str, Session] = {}  # connected, by client id
         self.users: dict[str, set[Session]] = {}
         self.channels: dict[str, ChannelState] = {}
@@ -140,13 +143,18 @@ class Node:
     def disconnect_all(self, disconnect: codes.Disconnect) -> None:
         """Tell every client why it is about to be closed (before the server closes it)."""
         frames = [w.frame(messages.disconnect_push(disconnect)) for w in WIRES]
-        for session in list(self.sessions.values()) + list(self.waiting):
+        sessions = list(self.sessions.values()) + list(self.waiting)
+        for session in sessions:
             session.push(frames[session.wire.index])
+        self.stats.sent("disconnect", len(sessions), len(frames[0]) * len(sessions))
 
     async def close(self) -> None:
+        """Stop the timers, let commands in flight reach the broker (bounded), close it."""
         for timer in (self._timer, self._presence_timer):
             if timer is not None:
                 timer.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=FLUSH_TIMEOUT)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -209,6 +217,7 @@ class Node:
         late = [s for s, deadline in self.waiting.items() if deadline <= now]
         for session in late:
             del self.waiting[session]
+            self.stats.failed_handshake("connect_timeout")
             session.disconnect(codes.CONNECT_TIMEOUT)
         wall = time.time()
         expiries = self._expiries
@@ -226,10 +235,11 @@ class Node:
             except Exception as exc:
                 logger.warning("fastws hub: presence refresh failed for %s: %s", channel, exc)
 
-        for state in self.channels.values():
-            for sub in state.subscribers.values():
-                if sub.joined and sub.options.presence:
-                    self.run(refresh(sub.channel, sub.session.client_info))
+        if self.broker.healthy:  # while it is down every refresh would fail; the next one restores
+            for state in self.channels.values():
+                for sub in state.subscribers.values():
+                    if sub.joined and sub.options.presence:
+                        self.run(refresh(sub.channel, sub.session.client_info))
         self._presence_timer = self._loop.call_later(
             self.broker.presence_ttl / 3, self._refresh_presence
         )
@@ -285,6 +295,7 @@ class Node:
             return
         last = position.offset
         wire = sub.session.wire
+        stats = self.stats
         for publication in buffered:
             if publication.epoch == position.epoch and publication.offset <= last:
                 continue  # already in the reply
@@ -292,8 +303,10 @@ class Node:
                 sub.session.disconnect(codes.INSUFFICIENT_STATE)
                 return
             last = publication.offset
-            push = messages.publication_push(wire, sub.channel, publication)
-            sub.session.push(wire.frame(push))
+            frame = wire.frame(messages.publication_push(wire, sub.channel, publication))
+            sub.session.push(frame)
+            stats.deliveries += 1
+            stats.sent("pub", 1, len(frame))
 
     # -- operations shared by clients and the HTTP API ------------------------------------
 
@@ -303,7 +316,12 @@ class Node:
         if publish_options is None:
             publish_options = PublishOptions(options.history_size, options.history_ttl)
             self._publish_options[options] = publish_options
-        return await self.broker.publish(channel, data, user, publish_options)
+        stats = self.stats
+        start = time.perf_counter()
+        position = await self.broker.publish(channel, data, user, publish_options)
+        stats.publish_latency.observe(time.perf_counter() - start)
+        stats.publications += 1
+        return position
 
     async def history(
         self, channel: str, since: StreamPosition | None, limit: int | None
@@ -340,6 +358,7 @@ class Node:
             gap = state.epoch is not None
         state.epoch, state.offset = publication.epoch, publication.offset
         frames: list[bytes | None] = [None, None]
+        count = nbytes = 0
         for session, sub in tuple(state.subscribers.items()):
             if sub.buffer is not None:
                 sub.buffer.append(publication)
@@ -354,12 +373,19 @@ class Node:
                     messages.publication_push(wire, channel, publication)
                 )
             session.push(frame)
+            count += 1
+            nbytes += len(frame)
+        if count:
+            stats = self.stats
+            stats.deliveries += count
+            stats.sent("pub", count, nbytes)
 
-    def _to_live(self, channel: str, message: Any) -> None:
+    def _to_live(self, channel: str, kind: str, message: Any) -> None:
         state = self.channels.get(channel)
         if state is None:
             return
         frames: list[bytes | None] = [None, None]
+        count = nbytes = 0
         for session, sub in tuple(state.subscribers.items()):
             if sub.buffer is not None:
                 continue
@@ -368,24 +394,35 @@ class Node:
             if frame is None:
                 frame = frames[wire.index] = wire.frame(message(wire))
             session.push(frame)
+            count += 1
+            nbytes += len(frame)
+        if count:
+            self.stats.sent(kind, count, nbytes)
 
     def on_join(self, channel: str, info: ClientInfo) -> None:
-        self._to_live(channel, lambda w: messages.join_leave_push(w, "join", channel, info))
+        self._to_live(
+            channel, "join", lambda w: messages.join_leave_push(w, "join", channel, info)
+        )
 
     def on_leave(self, channel: str, info: ClientInfo) -> None:
-        self._to_live(channel, lambda w: messages.join_leave_push(w, "leave", channel, info))
+        self._to_live(
+            channel, "leave", lambda w: messages.join_leave_push(w, "leave", channel, info)
+        )
 
     def on_user_message(self, user: str, sender: str | None, data: bytes) -> None:
         sessions = self.users.get(user)
         if not sessions:
             return
         frames: list[bytes | None] = [None, None]
+        nbytes = 0
         for session in tuple(sessions):
             wire = session.wire
             frame = frames[wire.index]
             if frame is None:
                 frame = frames[wire.index] = wire.frame(messages.message_push(wire, sender, data))
             session.push(frame)
+            nbytes += len(frame)
+        self.stats.sent("message", len(sessions), nbytes)
 
     def on_disconnect_user(self, user: str, code: int, reason: str) -> None:
         disconnect = codes.Disconnect(code, reason)

@@ -68,9 +68,10 @@ class PubSubConnection(asyncio.Protocol):
         on_lost: Callable[[PubSubConnection, BaseException | None], None],
         username: str | None = None,
         password: str | None = None,
+        client_name: str | None = None,
         timeout: float = 2.0,
     ) -> PubSubConnection:
-        """Connect (and authenticate) within ``timeout`` seconds."""
+        """Connect (authenticate, name the connection) within ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         connection = cls(on_message, on_lost, keepalive=timeout)
         async with asyncio.timeout(timeout):
@@ -79,6 +80,8 @@ class PubSubConnection(asyncio.Protocol):
                 if password is not None:
                     credentials = [username.encode()] if username else []
                     await connection._call(b"AUTH", *credentials, password.encode())
+                if client_name is not None:
+                    await connection._call(b"CLIENT", b"SETNAME", client_name.encode())
                 await connection._call(b"PING")
             except BaseException:
                 connection.close()

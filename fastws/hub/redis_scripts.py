@@ -21,7 +21,7 @@ is preceded by its length (-1 when there is none), so no escaping is needed:
 
     publication message   p OFFSET , EPOCH , ULEN , USER DATA
     history record          OFFSET , EXPIRES_MS , ULEN , USER DATA
-    join / leave message  j|l CLIENT , ULEN , USER INFO
+    join / leave message  j|l CLEN , CLIENT ULEN , USER INFO
     presence record         EXPIRES_MS , ULEN , USER INFO
     user message          m ULEN , SLEN , USER SENDER DATA
     user disconnect       d CODE , ULEN , USER REASON
@@ -63,12 +63,6 @@ def pubsub_name(channel: str, suffix: str) -> bytes:
     return f"fastws:{{{channel}}}{suffix}".encode()
 
 
-def channel_of(name: bytes, suffix_length: int) -> str:
-    """The hub channel carried by the pub/sub channel ``name``."""
-    end = len(name) - 1 - suffix_length
-    return name[8:end].decode()
-
-
 # -- records -------------------------------------------------------------------------
 
 
@@ -102,15 +96,15 @@ def decode_history(record: bytes, epoch: str) -> Publication:
 
 
 def encode_client(info: ClientInfo) -> bytes:
-    """``CLIENT , ULEN , USER INFO`` for join and leave messages."""
-    return b"%s,%s%s" % (info.client.encode(), user_field(info.user), info.info or b"")
+    """``CLEN , CLIENT ULEN , USER INFO`` for join and leave messages."""
+    return user_field(info.client) + user_field(info.user) + (info.info or b"")
 
 
 def decode_client(payload: bytes) -> ClientInfo:
     """A ``j`` or ``l`` message (the leading letter included)."""
-    client, rest = payload[1:].split(b",", 1)
+    client, rest = _split_user(payload[1:])
     user, info = _split_user(rest)
-    return ClientInfo(client.decode(), user or "", info or None)
+    return ClientInfo(client or "", user or "", info or None)
 
 
 def encode_presence(info: ClientInfo) -> bytes:
@@ -267,7 +261,6 @@ __all__ = [
     "HISTORY",
     "PRESENCE",
     "PUBLISH",
-    "channel_of",
     "decode_client",
     "decode_history",
     "decode_presence",

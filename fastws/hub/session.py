@@ -99,18 +99,22 @@ class Session(Listener):
         self._stamp = time.monotonic()
         self._refused = 0
         self._malformed = 0
+        self.stats = node.stats
+        self._command: tuple[str, float] | None = None  # (method, arrival) until deferred
 
     # -- Listener callbacks ----------------------------------------------------------
 
     def on_connect(self, ws: WebSocket) -> None:
         self.ws = ws
         self.wire = wire_for(ws.subprotocol)
+        self.stats.connections_total += 1
         self.node.welcome(self)
 
     def on_close(self, ws: WebSocket, code: int, reason: str) -> None:
         if self.closed:
             return
         self.closed = True
+        self._log_disconnect(code, reason)
         self.node.forget(self)
         subscriptions = list(self.subscriptions.values())
         self.subscriptions.clear()
@@ -127,14 +131,20 @@ class Session(Listener):
                 codes.BAD_PROTOCOL, f"bad protocol use: {kind} frame on a {wire.name} connection"
             )
             return
+        stats = self.stats
         try:
             command = wire.loads(payload)
         except Exception:
+            self._count_in(stats, "invalid", len(payload))
             self._bad_message("the message is not a valid command encoding")
             return
         if type(command) is not dict:
+            self._count_in(stats, "invalid", len(payload))
             self._bad_message("a command must be an object")
             return
+        method = command.get("method")
+        handler = _HANDLERS.get(method) if type(method) is str else None
+        self._count_in(stats, method if handler is not None else "unknown", len(payload))
         command_id = command.get("id")
         if type(command_id) is not int or command_id <= 0:
             self._bad_message("a command needs an 'id' that is a positive integer")
@@ -150,8 +160,6 @@ class Session(Listener):
         if not self._take_token():
             self._refuse(command_id)
             return
-        method = command.get("method")
-        handler = _HANDLERS.get(method) if type(method) is str else None
         if handler is None:
             self.error(command_id, codes.NOT_FOUND, f"unknown method {method!r}")
             return
@@ -166,22 +174,34 @@ class Session(Listener):
         if self.credentials is None and method != "connect":
             self.error(command_id, codes.UNAUTHORIZED, "send connect first")
             return
+        start = time.perf_counter()
+        self._command = (method, start)
         handler(self, command_id, params)
+        if self._command is not None:  # answered at once, not deferred by _run
+            self._command = None
+            stats.command_done(method, time.perf_counter() - start)
+
+    @staticmethod
+    def _count_in(stats: Any, kind: str, nbytes: int) -> None:
+        stats.messages_in[kind] = stats.messages_in.get(kind, 0) + 1
+        stats.bytes_in[kind] = stats.bytes_in.get(kind, 0) + nbytes
 
     # -- sending -------------------------------------------------------------------------
 
-    def _send(self, message: Any) -> None:
+    def _send(self, message: Any, kind: str) -> None:
         if self.closed:
             return
         wire = self.wire
+        data = wire.dumps(message)
+        self.stats.sent(kind, 1, len(data))
         with contextlib.suppress(ConnectionClosed):  # closing: the message has no reader
-            self.ws.send_frame(wire.opcode, wire.dumps(message))
+            self.ws.send_frame(wire.opcode, data)
 
     def reply(self, command_id: int, result: Any) -> None:
-        self._send({"id": command_id, "result": result})
+        self._send({"id": command_id, "result": result}, "reply")
 
     def error(self, command_id: int | None, code: int, message: str) -> None:
-        self._send(messages.error_reply(command_id, code, message))
+        self._send(messages.error_reply(command_id, code, message), "error")
 
     def push(self, frame: bytes) -> None:
         """Queue a frame built for many; a client that does not read is dropped with 4008."""
@@ -194,9 +214,10 @@ class Session(Listener):
     def _drop_slow_consumer(self) -> None:
         if self.closed:
             return
-        logger.info("fastws hub: dropping client %s as a slow consumer", self.client_id)
         self.closed = True  # no more pushes: the close frame is queued after what it has
         slow = codes.SLOW_CONSUMER
+        self.stats.slow_consumers += 1
+        self._log_disconnect(slow.code, slow.reason)
         self.ws.close_nowait(slow.code, slow.reason)
         self._closed_by_server()
 
@@ -205,10 +226,36 @@ class Session(Listener):
         if self.closed:
             return
         reason = reason or disconnect.reason
-        self._send(messages.disconnect_push(codes.Disconnect(disconnect.code, reason)))
+        self._send(
+            messages.disconnect_push(codes.Disconnect(disconnect.code, reason)), "disconnect"
+        )
         self.closed = True
+        self._log_disconnect(disconnect.code, reason)
         self.ws.close_nowait(disconnect.code, reason)
         self._closed_by_server()
+
+    def _log_disconnect(self, code: int, reason: str) -> None:
+        """One line per connection that ends, with its id, user and why."""
+        disconnects = self.stats.disconnects
+        disconnects[code] = disconnects.get(code, 0) + 1
+        user = self.credentials.user if self.credentials is not None else None
+        address = self.ws.remote_address if self.ws is not None else None
+        peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else None
+        logger.info(
+            "fastws hub: disconnect conn=%s user=%s peer=%s code=%d reason=%s",
+            self.client_id or "-",
+            "-" if user is None else repr(user),
+            peer or "-",
+            code,
+            repr(reason),
+            extra={
+                "conn": self.client_id,
+                "user": user,
+                "peer": peer,
+                "code": code,
+                "reason": reason,
+            },
+        )
 
     def _closed_by_server(self) -> None:
         """Leave the channels at once: no leave should wait for the close handshake."""
@@ -254,9 +301,12 @@ class Session(Listener):
     # -- commands ----------------------------------------------------------------------------
 
     def _run(self, command_id: int, coro: Coroutine) -> None:
-        self.node.run(self._answer(command_id, coro))
+        timing, self._command = self._command, None
+        self.node.run(self._answer(command_id, coro, timing))
 
-    async def _answer(self, command_id: int, pending: Coroutine) -> None:
+    async def _answer(
+        self, command_id: int, pending: Coroutine, timing: tuple[str, float] | None = None
+    ) -> None:
         try:
             result = await pending
         except codes.HubError as exc:
@@ -269,6 +319,8 @@ class Session(Listener):
         else:
             if result is not None:
                 self.reply(command_id, result)
+        if timing is not None:
+            self.stats.command_done(timing[0], time.perf_counter() - timing[1])
 
     def _connect(self, command_id: int, params: dict[str, Any]) -> None:
         if self.credentials is not None:
@@ -278,6 +330,9 @@ class Session(Listener):
             check_fields("connect", params)
             credentials = self.auth.authenticate(params.get("token", self.ws.state))
         except TokenError as exc:
+            self.stats.failed_handshake(
+                "token_expired" if exc.disconnect is codes.TOKEN_EXPIRED else "invalid_token"
+            )
             self.error(command_id, exc.code, exc.message)
             self.disconnect(exc.disconnect)
             return

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -26,17 +25,17 @@ import os
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.conformance.processes import REPO_ROOT, free_port, stop_process, wait_for_port
+
 AUTOBAHN_HOME = REPO_ROOT / ".autobahn"
 TOOLS_VENV = AUTOBAHN_HOME / "tools"
 VENV = AUTOBAHN_HOME / "venv"
@@ -44,6 +43,7 @@ VENV_PYTHON = VENV / "bin" / "python"
 READY_MARKER = VENV / "fastws-ready"
 REQUIREMENTS = Path(__file__).with_name("requirements-autobahn.txt")
 WSTEST_LAUNCHER = Path(__file__).with_name("wstest_loopback.py")
+ALLOWLIST = Path(__file__).with_name("autobahn-non-strict.toml")
 AUTOBAHN_VERSION = "25.10.1"  # keep in step with requirements-autobahn.txt
 VIRTUALENV_REQUIREMENT = "virtualenv<20.22"  # the last releases that still make 2.7 envs
 DEFAULT_OUTPUT = REPO_ROOT / "test-output" / "autobahn"
@@ -176,51 +176,10 @@ def ensure_env(progress: Progress = print) -> Path:
             [VENV / "bin" / "pip", "install", "-q", "-r", REQUIREMENTS],
             "installing the Autobahn|Testsuite",
         )
-        _run_setup_step(
-            [VENV_PYTHON, "-c", "import autobahntestsuite.wstest"], "importing wstest"
-        )
+        _run_setup_step([VENV_PYTHON, "-c", "import autobahntestsuite.wstest"], "importing wstest")
         READY_MARKER.write_text(_requirements_digest())
         progress("autobahn: environment ready")
     return VENV_PYTHON
-
-
-# --------------------------------------------------------------------- ports
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(
-    port: int, timeout: float = 30.0, process: subprocess.Popen | None = None
-) -> None:
-    """Returns once 127.0.0.1:port accepts connections; raises if the process dies or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process is not None and process.poll() is not None:
-            raise AutobahnError(f"process exited with {process.returncode} before port {port} opened")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        if time.monotonic() > deadline:
-            raise AutobahnError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
-        time.sleep(0.05)
-
-
-def stop_process(process: subprocess.Popen, grace: float = 5.0) -> None:
-    """Ends a process this module started (and its group): SIGTERM, then SIGKILL."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(grace)
 
 
 # --------------------------------------------------------------------- wstest processes
@@ -270,9 +229,7 @@ class _WstestOutput:
             if group != self._group or now - self._last_line >= 30:
                 self._group, self._last_line = group, now
                 total = len(self.expected) if self.expected else "?"
-                self.progress(
-                    f"{self.label}: case {case} ({self.done}/{total}, {self.elapsed()})"
-                )
+                self.progress(f"{self.label}: case {case} ({self.done}/{total}, {self.elapsed()})")
         elif _CONNECT_FAILED.match(line) or "Traceback" in line:
             self.progress(f"{self.label}: wstest: {line}")
 
@@ -311,13 +268,17 @@ def _start_wstest(mode: str, spec: dict, outdir: Path, label: str, progress: Pro
     return process, _WstestOutput(process, outdir / "wstest.log", label, progress)
 
 
-def read_report(index_path: Path, agent: str, expected: Iterable[str] = ()) -> dict[str, CaseResult]:
+def read_report(
+    index_path: Path, agent: str, expected: Iterable[str] = ()
+) -> dict[str, CaseResult]:
     """Per-case verdicts from a report index.json; cases in ``expected`` without one are MISSING."""
     if not index_path.is_file():
         raise AutobahnError(f"wstest wrote no report index at {index_path}")
     index = json.loads(index_path.read_text())
     if agent not in index:
-        raise AutobahnError(f"the report at {index_path} has no agent {agent!r} (has {list(index)})")
+        raise AutobahnError(
+            f"the report at {index_path} has no agent {agent!r} (has {list(index)})"
+        )
     results = {
         case: CaseResult(
             behavior=entry["behavior"],
@@ -413,6 +374,10 @@ class FuzzingServer:
         try:
             wait_for_port(self.port, timeout, self.process)
             self.output.ready.wait(timeout)
+            if self.output.expected is None:
+                raise AutobahnError(
+                    f"the fuzzing server listed no cases; see {self.outdir / 'wstest.log'}"
+                )
         except BaseException:
             self.stop()
             raise
@@ -505,6 +470,38 @@ def write_summary(
     return summary
 
 
+def load_allowlist(path: Path = ALLOWLIST) -> dict[str, dict[str, str]]:
+    """The accepted NON-STRICT cases per side ("server", "client"): case id -> reason."""
+    document = tomllib.loads(path.read_text())
+    allowed: dict[str, dict[str, str]] = {}
+    for side in ("server", "client"):
+        entries = document.get(side, {})
+        for case, reason in entries.items():
+            if not (isinstance(reason, str) and reason.strip()):
+                raise AutobahnError(f"{path.name}: [{side}] {case} needs a reason")
+            case_key(case)  # a malformed id fails here, not silently never matching
+        allowed[side] = dict(entries)
+    return allowed
+
+
+def verdict_problems(summary: Summary, allowed_non_strict: dict[str, str]) -> list[str]:
+    """What makes a run fail: any FAILED, MISSING or UNIMPLEMENTED case, unlisted NON-STRICT."""
+
+    def describe(cases: list[str]) -> str:
+        return ", ".join(f"{case} (close {summary.not_ok[case].behavior_close})" for case in cases)
+
+    problems = []
+    for behavior in ("FAILED", "MISSING", "UNIMPLEMENTED"):
+        if cases := summary.cases_with(behavior):
+            problems.append(f"{len(cases)} {behavior}: {describe(cases)}")
+    unlisted = [c for c in summary.cases_with("NON-STRICT") if c not in allowed_non_strict]
+    if unlisted:
+        problems.append(
+            f"{len(unlisted)} NON-STRICT not accepted in {ALLOWLIST.name}: {describe(unlisted)}"
+        )
+    return problems
+
+
 # --------------------------------------------------------------------- command line
 
 
@@ -518,7 +515,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes.add_parser("env", help="make the Autobahn virtualenv if it is missing")
     server = modes.add_parser("server", help="test a running server with the fuzzing client")
     server.add_argument("--url", required=True, help="ws:// URL of the echo server under test")
-    client = modes.add_parser("client", help="run the fuzzing server and a client command against it")
+    client = modes.add_parser(
+        "client", help="run the fuzzing server and a client command against it"
+    )
     client.add_argument(
         "--command",
         required=True,
@@ -539,7 +538,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     outdir = args.outdir or DEFAULT_OUTPUT / f"{args.mode}-manual"
     if args.mode == "server":
         results = run_fuzzingclient(
-            args.url, args.cases, args.exclude, outdir, args.agent, progress=_print_flush,
+            args.url,
+            args.cases,
+            args.exclude,
+            outdir,
+            args.agent,
+            progress=_print_flush,
             timeout=args.timeout,
         )
     else:

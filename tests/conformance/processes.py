@@ -7,17 +7,60 @@ selects the pure-Python codec, its absence the compiled one.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conformance.autobahn import REPO_ROOT, free_port, stop_process, wait_for_port
-
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BACKENDS = ("cython", "python")
 ECHO_SERVER = ["-m", "fastws", "echo"]
+
+
+class StartError(RuntimeError):
+    """A process that a test needs did not come up."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(
+    port: int, timeout: float = 30.0, process: subprocess.Popen | None = None
+) -> None:
+    """Returns once 127.0.0.1:port accepts connections; raises if the process dies or time is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise StartError(f"process exited with {process.returncode} before port {port} opened")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        if time.monotonic() > deadline:
+            raise StartError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen, grace: float = 5.0) -> None:
+    """Ends a process started with start_new_session=True, and its group: SIGTERM, then SIGKILL."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(grace)
 
 
 def backend_environment(backend: str) -> dict[str, str]:

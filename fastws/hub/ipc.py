@@ -1,0 +1,123 @@
+"""Messages between the processes of one hub: msgpack values over a Unix stream socket.
+
+The supervising master and each worker talk over socket pairs made when the
+worker is started (the worker inherits its ends). msgpack is self-delimiting,
+so a stream of packed values needs no length prefix: the reader feeds bytes to
+an ``Unpacker`` and gets whole messages out. Writes are gathered during a loop
+turn and leave in one ``write``, so a publication fanned out to a worker costs
+one system call per turn, not one per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+logger = logging.getLogger("fastws.hub")
+
+MAX_PENDING = 64 << 20  # bytes a peer may leave unread before the link is cut
+
+
+def packb(message: Any) -> bytes:
+    return msgpack.packb(message, use_bin_type=True)
+
+
+class MessageStream(asyncio.Protocol):
+    """One end of a link: ``on_message(value)`` per message, ``on_lost(exc)`` once."""
+
+    def __init__(
+        self,
+        on_message: Callable[[Any], None],
+        on_lost: Callable[[Exception | None], None] | None = None,
+    ) -> None:
+        self.on_message = on_message
+        self.on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=MAX_PENDING)
+        self._out = bytearray()
+        self._flush_pending = False
+        self._lost: asyncio.Future | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        sock: socket.socket,
+        on_message: Callable[[Any], None],
+        on_lost: Callable[[Exception | None], None] | None = None,
+    ) -> MessageStream:
+        """Wrap a connected Unix socket (an end of a socket pair)."""
+        loop = asyncio.get_running_loop()
+        stream = cls(on_message, on_lost)
+        await loop.create_unix_connection(lambda: stream, sock=sock)
+        return stream
+
+    # -- transport callbacks -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._lost = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        unpacker = self._unpacker
+        unpacker.feed(data)
+        for message in unpacker:
+            try:
+                self.on_message(message)
+            except Exception:
+                logger.exception("fastws hub: error while handling an internal message")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+        if self.on_lost is not None:
+            self.on_lost(exc)
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send(self, message: Any) -> None:
+        self.send_packed(packb(message))
+
+    def send_packed(self, data: bytes) -> None:
+        """Queue bytes already packed (one packing serves every peer of a fan-out)."""
+        if self.closed:
+            return
+        self._out += data
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        transport = self.transport
+        if transport is None or transport.is_closing() or not self._out:
+            self._out.clear()
+            return
+        transport.write(bytes(self._out))
+        self._out.clear()
+        if transport.get_write_buffer_size() > MAX_PENDING:
+            logger.error("fastws hub: an internal peer stopped reading; cutting the link")
+            transport.abort()
+
+    async def close(self, timeout: float = 1.0) -> None:
+        """Send what is queued, then close and wait for the end (bounded)."""
+        if self.transport is None:
+            return
+        if self._out:
+            self._flush()
+        if not self.transport.is_closing():
+            self.transport.close()
+        if self._lost is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._lost), timeout)
+            except TimeoutError:
+                self.transport.abort()
+
+
+__all__ = ["MAX_PENDING", "MessageStream", "packb"]

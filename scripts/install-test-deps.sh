@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what the conformance and interop tests need beyond the Python packages
+# of pyproject.toml: Debian's Chromium (tests/test_interop.py drives it with
+# Playwright), redis-server and nginx (tests/test_redis_*.py) and the Python 2.7
+# virtualenv holding the Autobahn|Testsuite (tests/test_autobahn.py). Safe to run again; needs root for apt-get and no
+# terminal, so CI can call it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "install-test-deps: Chromium is missing and installing it needs root" >&2
+        exit 1
+    fi
+    echo "install-test-deps: installing chromium"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q chromium
+fi
+
+# The Redis broker's tests start their own redis-server; the deployment test runs
+# nginx as a load balancer. Neither is started as a service here.
+missing=()
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
+# The benchmark load generator (tests/test_bench_*.py build it) links OpenSSL for its TLS cases.
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "install-test-deps: ${missing[*]} missing and installing needs root" >&2
+        exit 1
+    fi
+    echo "install-test-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q "${missing[@]}"
+fi
+
+if ! "$PYTHON" -c "import playwright.sync_api" 2>/dev/null; then
+    echo "install-test-deps: installing playwright (Python package only; it drives /usr/bin/chromium)"
+    "$PYTHON" -m pip install -q playwright
+fi
+
+# The Autobahn|Testsuite is Python 2 code: .autobahn/venv, made once, reused after.
+"$PYTHON" -m tests.conformance.autobahn env
