@@ -445,13 +445,15 @@ class WebSocket(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.close()
+            # close() waits for the send buffer to drain: a peer that does not
+            # read gets close_timeout, then the timer aborts the transport
+            self.deadline = self.loop.time() + self.options.close_timeout
 
     def close_nowait(self, code: int = closecodes.NORMAL, reason: str = "") -> None:
         """Start the closing handshake without waiting for it to finish."""
         conn = self.conn
         if conn is None:
-            if self.transport is not None:
-                self.transport.close()
+            self._close_transport()
             return
         if conn.state == OPEN:
             conn.close(code, reason)
@@ -459,21 +461,22 @@ class WebSocket(asyncio.BufferedProtocol):
             self._schedule_flush()
 
     async def close(self, code: int = closecodes.NORMAL, reason: str = "") -> None:
-        """Close with ``code`` and wait until the connection is gone (or close_timeout)."""
+        """Close with ``code`` and wait until the connection is gone (at most close_timeout)."""
         self.close_nowait(code, reason)
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
-        """Wait until the transport is gone; abort it after close_timeout."""
-        transport = self.transport
-        if transport is None or self._lost:
+        """Wait until the connection is gone, however long it stays open.
+
+        Once a closing handshake has started, the timer gives it close_timeout
+        and then aborts the transport, so this returns in bounded time after
+        ``close()``.
+        """
+        if self.transport is None or self._lost:
             return
         if self._closed_waiter is None:
             self._closed_waiter = self.loop.create_future()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._closed_waiter), self.options.close_timeout)
-        except TimeoutError:
-            transport.abort()
+        await asyncio.shield(self._closed_waiter)
 
     @property
     def closed(self) -> bool:

@@ -479,3 +479,24 @@ def test_flush_survives_a_transport_that_keeps_a_view_after_writing() -> None:
         assert [bytes(v) for v in ws.transport.kept] == [b"\x81\x05first", b"\x81\x06second"]
     finally:
         loop.close()
+
+
+@run_async()
+async def test_wait_closed_waits_for_an_open_connection_past_close_timeout() -> None:
+    got = []
+
+    class Collect(fastws.Listener):
+        def on_message(self, ws, opcode, payload):
+            got.append(bytes(payload))
+
+    async def slow(ws):
+        await asyncio.sleep(0.5)
+        await ws.send("late")
+
+    async with fastws.serve(slow, "127.0.0.1", 0) as server:
+        ws = await fastws.connect(
+            f"ws://127.0.0.1:{server.port}/", listener=Collect(), close_timeout=0.1
+        )
+        await ws.wait_closed()
+        assert got == [b"late"]
+        assert ws.close_code == closecodes.NORMAL
