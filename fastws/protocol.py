@@ -37,6 +37,18 @@ HANDSHAKE = 0  # phase before the connection is a WebSocket (HTTP Upgrade)
 
 Data = str | bytes | bytearray | memoryview
 
+# Once a connection is closed, whatever the peer still sends until the TCP
+# connection ends is read into this buffer and dropped.
+_DISCARD = memoryview(bytearray(65536))
+
+
+def _discard_buffer(sizehint: int) -> memoryview:
+    return _DISCARD
+
+
+def _discard_bytes(nbytes: int) -> None:
+    return None
+
 
 @dataclass
 class Options:
@@ -428,6 +440,8 @@ class WebSocket(asyncio.BufferedProtocol):
         self._schedule_flush()
 
     def _on_close(self, code: int, reason: str) -> None:
+        self._get_buffer = _discard_buffer
+        self._parsed = _discard_bytes
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None

@@ -150,5 +150,8 @@ def test_report_renders_tables_reasons_and_runs_not_done() -> None:
     assert "| server, cython | 5 | 1 | 0 | 0 | 0 | 0 | 6 | 1m15s | 2026-01-02 |" in text
     assert "| server, python | - | - | - | - | - | - | not run | | |" in text
     assert "| 12 Compression (payloads) | 1 | 0 | 0 | 0 | 0 | 0 |" in text
-    assert "- 6.4.1: NON-STRICT: invalid UTF-8 caught per fragment" in text
+    assert "- 6.4.1: NON-STRICT (accepted, see below)" in text
     assert "- server 6.4.1: invalid UTF-8 caught per fragment" in text
+    text = report.render(summaries, {"server": {}, "client": {}})
+    assert "- 6.4.1: NON-STRICT (NOT ACCEPTED: the run fails)" in text
+    assert "None is listed." in text

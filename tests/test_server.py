@@ -500,3 +500,33 @@ async def test_wait_closed_waits_for_an_open_connection_past_close_timeout() -> 
         await ws.wait_closed()
         assert got == [b"late"]
         assert ws.close_code == closecodes.NORMAL
+
+
+@run_async()
+async def test_bytes_after_a_failure_are_discarded_quietly(caplog) -> None:
+    """A client that failed the connection keeps reading until the server closes TCP."""
+    async def garbage_then_wait(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+        )
+        writer.write(b"\x83\x00")  # a reserved opcode: the client fails the connection
+        await asyncio.sleep(0.1)
+        writer.write(b"\x81\x05hello" * 100)  # and more arrives afterwards
+        await asyncio.sleep(0.2)
+        writer.close()
+
+    server = await asyncio.start_server(garbage_then_wait, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    from unittest import mock
+
+    with mock.patch("fastws.client.make_key", return_value="dGhlIHNhbXBsZSBub25jZQ=="):
+        ws = await fastws.connect(f"ws://127.0.0.1:{port}/", compression=False)
+    with pytest.raises(ConnectionClosedError) as info:
+        await ws.recv()
+    assert info.value.code == closecodes.PROTOCOL_ERROR
+    await ws.wait_closed()
+    server.close()
+    await server.wait_closed()
+    assert "Fatal error" not in caplog.text
