@@ -60,12 +60,14 @@ Raw results (every run, CSV, server logs) land in `bench/results/<timestamp>/`.
 
 ## Load test with locust
 
-`bench/locustfile.py` holds a WebSocket user for [locust](https://locust.io) that reports every
-round trip as a request of type `WS`. Against the echo server:
+`bench/locustfile.py` holds WebSocket users for [locust](https://locust.io) that report every
+round trip as a request of type `WS`. Against the echo server, and against the hub:
 
 ```sh
 python -m fastws echo --port 9001 &
-locust -f bench/locustfile.py --headless -u 100 -r 20 -t 60s --host ws://127.0.0.1:9001 --only-summary
+locust -f bench/locustfile.py EchoUser --headless -u 100 -r 20 -t 60s --host ws://127.0.0.1:9001 --only-summary
+python -m fastws --port 8080 &
+locust -f bench/locustfile.py HubUser --headless -u 100 -r 20 -t 60s --host ws://127.0.0.1:8080 --only-summary
 ```
 
 ## Results

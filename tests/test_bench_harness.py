@@ -118,7 +118,8 @@ def test_report_creates_the_document_when_missing(quick_run, tmp_path):
     report.write(out, docs, tmp_path / "new" / "img")
     text = docs.read_text()
     assert text.count(report.BEGIN) == 1 and text.count(report.END) == 1
-    assert "locust -f bench/locustfile.py --headless" in text
+    assert "locust -f bench/locustfile.py EchoUser --headless" in text
+    assert "locust -f bench/locustfile.py HubUser --headless" in text
 
 
 def test_summary_gives_median_spread_and_ratio_to_picows():

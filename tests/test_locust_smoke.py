@@ -1,4 +1,4 @@
-"""bench/locustfile.py drives a real echo server headless without a single failure."""
+"""bench/locustfile.py drives a real echo server and a real hub headless without a single failure."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from .hubprocess import HubProcess
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,23 +52,40 @@ def echo_url(tmp_path: Path):
         log.close()
 
 
-def test_locust_headless_echo_run_has_requests_and_no_failures(echo_url: str, tmp_path: Path):
-    prefix = tmp_path / "locust"
+def run_locust(user_class: str, host: str, prefix: Path) -> dict[str, dict[str, str]]:
+    """10 users for 10 s, headless; the rows of locust's stats CSV by request name."""
     done = subprocess.run(
-        [sys.executable, "-m", "locust", "-f", str(REPO / "bench" / "locustfile.py"), "--headless",
-         "-u", "10", "-r", "10", "-t", "10s", "--host", echo_url, "--only-summary",
+        [sys.executable, "-m", "locust", "-f", str(REPO / "bench" / "locustfile.py"), user_class,
+         "--headless", "-u", "10", "-r", "10", "-t", "10s", "--host", host, "--only-summary",
          "--csv", str(prefix)],
-        cwd=tmp_path,
+        cwd=prefix.parent,
         capture_output=True,
         text=True,
         timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     with Path(f"{prefix}_stats.csv").open(newline="") as handle:
-        stats = {row["Name"]: row for row in csv.DictReader(handle)}
+        return {row["Name"]: row for row in csv.DictReader(handle)}
+
+
+def test_locust_headless_echo_run_has_requests_and_no_failures(echo_url: str, tmp_path: Path):
+    stats = run_locust("EchoUser", echo_url, tmp_path / "locust")
     for name in ("connect", "echo text 64B", "echo binary 1KiB", "Aggregated"):
         assert name in stats, f"no {name!r} row in {sorted(stats)}"
     assert all(stats[name]["Type"] == "WS" for name in stats if name != "Aggregated")
     assert int(stats["connect"]["Request Count"]) == 10
     assert int(stats["Aggregated"]["Request Count"]) > 10
+    assert int(stats["Aggregated"]["Failure Count"]) == 0
+
+
+def test_locust_headless_hub_run_gets_its_publications_back_without_failures(tmp_path: Path):
+    with HubProcess() as hub:
+        stats = run_locust("HubUser", f"ws://127.0.0.1:{hub.port}", tmp_path / "locust")
+    for name in ("connect", "connect command", "subscribe", "publish", "publish->pub"):
+        assert name in stats, f"no {name!r} row in {sorted(stats)}"
+    assert all(stats[name]["Type"] == "WS" for name in stats if name != "Aggregated")
+    for name in ("connect", "connect command", "subscribe"):
+        assert int(stats[name]["Request Count"]) == 10, name
+    assert int(stats["publish->pub"]["Request Count"]) > 0
+    assert int(stats["publish"]["Request Count"]) > 0
     assert int(stats["Aggregated"]["Failure Count"]) == 0
