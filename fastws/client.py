@@ -14,13 +14,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastws.connection import Connection
-from fastws.deflate import PerMessageDeflate, client_offer
+from fastws.deflate import PerMessageDeflate, client_offer, deflate_config
 from fastws.errors import HandshakeError, WebSocketError
 from fastws.handshake import ResponseReader, client_check, client_request, make_key
 from fastws.protocol import Listener, Options, WebSocket
-from fastws.server import _deflate_config
-
-_READ_SIZE = 65536
 
 
 class InvalidURI(WebSocketError):
@@ -74,7 +71,7 @@ class ClientConnection(WebSocket):
         self._request = request
         self._key = key
         self._subprotocols = tuple(subprotocols)
-        self._deflate_config = _deflate_config(options.compression)
+        self._deflate_config = deflate_config(options.compression)
         self._reader: ResponseReader | None = ResponseReader(max_size=options.max_header_size)
         self._read_buffer = bytearray(4096)
         self._get_buffer = self._handshake_buffer
@@ -178,7 +175,7 @@ class connect:
     async def _connect(self) -> ClientConnection:
         loop = asyncio.get_running_loop()
         key = make_key()
-        config = _deflate_config(self.options.compression)
+        config = deflate_config(self.options.compression)
         request = client_request(
             self.host,
             self.port,

@@ -82,6 +82,17 @@ class DeflateConfig:
             raise ValueError(f"threshold must not be negative, not {self.threshold}")
 
 
+def deflate_config(compression: object) -> DeflateConfig | None:
+    """The ``compression`` option of serve/connect: True, False/None, or a DeflateConfig."""
+    if compression is True:
+        return DeflateConfig()
+    if not compression:
+        return None
+    if isinstance(compression, DeflateConfig):
+        return compression
+    raise TypeError("compression must be True, False, None or a DeflateConfig")
+
+
 @dataclass(frozen=True)
 class DeflateParams:
     """The parameters in force on one connection once both sides agreed."""

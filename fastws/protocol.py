@@ -22,13 +22,13 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from fastws import closecodes
 from fastws.codec import OP_BINARY, OP_TEXT
-from fastws.connection import CLOSED, OPEN, Connection
+from fastws.connection import CLOSED, OPEN, Connection, prebuild
 from fastws.errors import ConnectionClosed, ConnectionClosedOK, ProtocolError
 
 logger = logging.getLogger("fastws")
@@ -65,7 +65,6 @@ class Options:
     close_timeout: float = 10.0
     max_header_size: int = 16384
     compression: Any = True  # True, False/None, or a fastws.deflate.DeflateConfig
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.slow_consumer not in ("close", "wait"):
@@ -365,16 +364,20 @@ class WebSocket(asyncio.BufferedProtocol):
             raise TypeError("send() takes str, bytes-like, or a non-empty iterable of them")
         conn.send_frame(opcode, previous, fin=True)
 
-    def send_prebuilt(self, frame: bytes) -> None:
-        """Queue a frame that was built once for many connections (see broadcast)."""
+    def send_prebuilt(self, frame: bytes) -> bool:
+        """Queue a frame built once for many connections (see broadcast).
+
+        Returns False, queuing nothing, when the connection is closing or closed.
+        """
         conn = self.conn
         if conn is None or conn.close_sent or conn.state == CLOSED:
-            return
-        conn.send_prebuilt(frame)
+            return False
+        conn.out += frame
         if not self._in_read:
             self._schedule_flush()
         if len(conn.out) > self.options.max_write_buffer:
             self._check_write_buffer()
+        return True
 
     def _check_write_buffer(self) -> None:
         pending = len(self.conn.out) + self.transport.get_write_buffer_size()
@@ -549,19 +552,14 @@ def broadcast(connections: Iterable[WebSocket], message: Data) -> int:
     Connections that negotiated compression get it uncompressed (RSV1 is per
     message, so this is always valid) so that one encoding serves all.
     """
-    from fastws.codec import build_frame
-
     if isinstance(message, str):
-        frame = build_frame(OP_TEXT, message.encode())
+        frame = prebuild(OP_TEXT, message.encode())
     else:
-        frame = build_frame(OP_BINARY, message)
+        frame = prebuild(OP_BINARY, message)
     count = 0
     for ws in connections:
-        conn = ws.conn
-        if conn is None or conn.client or conn.close_sent or conn.state == CLOSED:
-            continue
-        ws.send_prebuilt(frame)
-        count += 1
+        if ws.conn is not None and not ws.conn.client:
+            count += ws.send_prebuilt(frame)
     return count
 
 

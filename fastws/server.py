@@ -32,7 +32,7 @@ from typing import Any
 
 from fastws import closecodes
 from fastws.connection import CLOSED, OPEN, Connection
-from fastws.deflate import DeflateConfig, PerMessageDeflate
+from fastws.deflate import PerMessageDeflate, deflate_config
 from fastws.errors import ConnectionClosed, HandshakeError
 from fastws.handshake import (
     Request,
@@ -43,7 +43,7 @@ from fastws.handshake import (
     response_101,
     server_handshake,
 )
-from fastws.protocol import HANDSHAKE, Listener, Options, WebSocket
+from fastws.protocol import HANDSHAKE, Listener, Options, WebSocket, broadcast
 
 logger = logging.getLogger("fastws")
 
@@ -79,16 +79,6 @@ class Response:
 
 Handler = Callable[[WebSocket], Awaitable[None]]
 ProcessRequest = Callable[["ServerConnection", Request], Any]
-
-
-def _deflate_config(compression: Any) -> DeflateConfig | None:
-    if compression is True:
-        return DeflateConfig()
-    if not compression:
-        return None
-    if isinstance(compression, DeflateConfig):
-        return compression
-    raise TypeError("compression must be True, False, None or a DeflateConfig")
 
 
 class ServerConnection(WebSocket):
@@ -298,7 +288,7 @@ class Server:
         self.origins = set(origins) if origins is not None else None
         self.process_request = process_request
         self.max_connections = max_connections
-        self.deflate = _deflate_config(options.compression)
+        self.deflate = deflate_config(options.compression)
         self.loop = asyncio.get_running_loop()
         self.connections: set[ServerConnection] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -343,8 +333,6 @@ class Server:
 
     def broadcast(self, message: str | bytes, connections: Any = None) -> int:
         """Send ``message`` to ``connections`` (default: every open one), framed once."""
-        from fastws.protocol import broadcast
-
         return broadcast(self.connections if connections is None else connections, message)
 
     def stop_accepting(self) -> None:

@@ -24,8 +24,8 @@ import fastws
 from fastws.handshake import Request
 from fastws.hub import codes, messages
 from fastws.hub.broker import BrokerUnavailable
-from fastws.hub.channels import channel_error
 from fastws.hub.node import Node
+from fastws.hub.session import check_channel
 from fastws.hub.wire import JSON, encode_data
 from fastws.server import Response
 
@@ -53,13 +53,6 @@ def _check_keys(
     for key in required:
         if key not in values:
             raise _fail(codes.BAD_REQUEST, f"the {key!r} field is missing")
-
-
-def _channel(value: Any) -> str:
-    error = channel_error(value)
-    if error is not None:
-        raise _fail(codes.BAD_REQUEST, error)
-    return value
 
 
 class HttpApi:
@@ -140,7 +133,7 @@ class HttpApi:
     async def publish(self, body: dict[str, Any]) -> dict[str, Any]:
         _check_keys(body, ("channel", "data"), ("channel", "data"))
         position = await self.node.publish(
-            _channel(body["channel"]), encode_data(body["data"]), None
+            check_channel(body["channel"]), encode_data(body["data"]), None
         )
         return {"offset": position.offset, "epoch": position.epoch}
 
@@ -150,7 +143,7 @@ class HttpApi:
         if not isinstance(channels, list):
             raise _fail(codes.BAD_REQUEST, "channels must be an array of channel names")
         for channel in channels:
-            _channel(channel)
+            check_channel(channel)
         data = encode_data(body["data"])
         responses = []
         for channel in channels:
@@ -182,12 +175,12 @@ class HttpApi:
 
     async def presence(self, query: dict[str, str]) -> dict[str, Any]:
         _check_keys(query, ("channel",), ("channel",))
-        channel = _channel(query["channel"])
+        channel = check_channel(query["channel"])
         return messages.presence_reply(JSON, await self.node.presence(channel))
 
     async def history(self, query: dict[str, str]) -> dict[str, Any]:
         _check_keys(query, ("channel", "limit"), ("channel",))
-        channel = _channel(query["channel"])
+        channel = check_channel(query["channel"])
         limit = None
         if "limit" in query:
             text = query["limit"]

@@ -266,9 +266,8 @@ class HubConfig:
         for name in ("jwt_leeway", "shutdown_timeout", "ping_interval"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must not be negative")
-        for name in ("max_connections",):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}: must not be negative (0 means no limit)")
+        if self.max_connections < 0:
+            raise ConfigError("max_connections: must not be negative (0 means no limit)")
         for name in (
             "max_subscriptions",
             "max_message_size",

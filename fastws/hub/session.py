@@ -115,11 +115,7 @@ class Session(Listener):
             return
         self.closed = True
         self._log_disconnect(code, reason)
-        self.node.forget(self)
-        subscriptions = list(self.subscriptions.values())
-        self.subscriptions.clear()
-        if subscriptions:
-            self.node.run(self._leave_all(subscriptions))
+        self._leave_everything()
 
     def on_message(self, ws: WebSocket, opcode: int, payload: memoryview) -> None:
         if self.closed:
@@ -214,12 +210,9 @@ class Session(Listener):
     def _drop_slow_consumer(self) -> None:
         if self.closed:
             return
-        self.closed = True  # no more pushes: the close frame is queued after what it has
-        slow = codes.SLOW_CONSUMER
         self.stats.slow_consumers += 1
-        self._log_disconnect(slow.code, slow.reason)
-        self.ws.close_nowait(slow.code, slow.reason)
-        self._closed_by_server()
+        # No disconnect push: the close frame is queued after what the client has not read.
+        self._close_now(codes.SLOW_CONSUMER.code, codes.SLOW_CONSUMER.reason)
 
     def disconnect(self, disconnect: codes.Disconnect, reason: str | None = None) -> None:
         """Push ``disconnect`` and close with its code."""
@@ -229,10 +222,14 @@ class Session(Listener):
         self._send(
             messages.disconnect_push(codes.Disconnect(disconnect.code, reason)), "disconnect"
         )
+        self._close_now(disconnect.code, reason)
+
+    def _close_now(self, code: int, reason: str) -> None:
+        """Close from the server side: no more pushes, and the channels are left at once."""
         self.closed = True
-        self._log_disconnect(disconnect.code, reason)
-        self.ws.close_nowait(disconnect.code, reason)
-        self._closed_by_server()
+        self._log_disconnect(code, reason)
+        self.ws.close_nowait(code, reason)
+        self._leave_everything()
 
     def _log_disconnect(self, code: int, reason: str) -> None:
         """One line per connection that ends, with its id, user and why."""
@@ -257,7 +254,7 @@ class Session(Listener):
             },
         )
 
-    def _closed_by_server(self) -> None:
+    def _leave_everything(self) -> None:
         """Leave the channels at once: no leave should wait for the close handshake."""
         self.node.forget(self)
         subscriptions = list(self.subscriptions.values())
