@@ -415,14 +415,15 @@ class Node:
             return
         frames: list[bytes | None] = [None, None]
         nbytes = 0
-        for session in tuple(sessions):
+        targets = tuple(sessions)  # a slow consumer leaves the set while it is pushed to
+        for session in targets:
             wire = session.wire
             frame = frames[wire.index]
             if frame is None:
                 frame = frames[wire.index] = wire.frame(messages.message_push(wire, sender, data))
             session.push(frame)
             nbytes += len(frame)
-        self.stats.sent("message", len(sessions), nbytes)
+        self.stats.sent("message", len(targets), nbytes)
 
     def on_disconnect_user(self, user: str, code: int, reason: str) -> None:
         disconnect = codes.Disconnect(code, reason)
