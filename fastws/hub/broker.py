@@ -26,11 +26,21 @@ node; brokers store and forward those bytes without decoding them.
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastws.errors import WebSocketError
 from fastws.hub.config import BROKER_SCHEMES, ConfigError, HubConfig
+
+logger = logging.getLogger("fastws.hub")
+
+
+def new_epoch() -> str:
+    """A fresh name for one life of a channel's stream."""
+    return os.urandom(4).hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +128,13 @@ class Broker:
     async def start(self, sink: BrokerSink) -> None:
         """Connect and start delivering to ``sink``."""
         raise NotImplementedError
+
+    def _deliver(self, callback: Callable[..., None], *args: Any) -> None:
+        """Call the sink; an error in the node must not break the broker's loop."""
+        try:
+            callback(*args)
+        except Exception:
+            logger.exception("fastws hub: error while delivering to the node")
 
     async def close(self) -> None:
         """Stop delivering and release connections."""

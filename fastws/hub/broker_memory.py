@@ -14,8 +14,6 @@ to completion without a task each.
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,15 +28,10 @@ from fastws.hub.broker import (
     Publication,
     PublishOptions,
     StreamPosition,
+    new_epoch,
 )
 
-logger = logging.getLogger("fastws.hub")
-
 CLEANUP_INTERVAL = 60.0
-
-
-def new_epoch() -> str:
-    return os.urandom(4).hex()
 
 
 class _Stream:
@@ -89,14 +82,17 @@ class MemoryBroker(Broker):
     async def start(self, sink: BrokerSink) -> None:
         self._sink = sink
         self._closed = False
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(min(CLEANUP_INTERVAL, self.history_meta_ttl), self._cleanup)
+        self._schedule_cleanup()
 
     async def close(self) -> None:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _schedule_cleanup(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(min(CLEANUP_INTERVAL, self.history_meta_ttl), self._cleanup)
 
     def _check(self) -> BrokerSink:
         sink = self._sink
@@ -112,20 +108,13 @@ class MemoryBroker(Broker):
             stream.expire(now)
             if stream.touched < idle_before and channel not in self._interest:
                 del self._streams[channel]
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(min(CLEANUP_INTERVAL, self.history_meta_ttl), self._cleanup)
+        self._schedule_cleanup()
 
     def _stream(self, channel: str, now: float) -> _Stream:
         stream = self._streams.get(channel)
         if stream is None:
             stream = self._streams[channel] = _Stream(now)
         return stream
-
-    def _deliver(self, callback: Callable[..., None], *args: object) -> None:
-        try:
-            callback(*args)
-        except Exception:
-            logger.exception("fastws hub: error while delivering to the node")
 
     async def subscribe(self, channel: str) -> None:
         self._check()

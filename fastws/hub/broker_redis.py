@@ -68,6 +68,7 @@ from fastws.hub.broker import (
     Publication,
     PublishOptions,
     StreamPosition,
+    new_epoch,
 )
 from fastws.hub.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from fastws.hub.config import HubConfig, broker_urls
@@ -82,10 +83,6 @@ RESYNC_CONCURRENCY = 32
 SUBSCRIBE_CHUNK = 1000  # channels per SUBSCRIBE when subscribing again
 
 FAILURES = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError, PubSubError)
-
-
-def new_epoch() -> str:
-    return os.urandom(4).hex()
 
 
 def _ms(seconds: float) -> int:
@@ -516,12 +513,6 @@ class RedisBroker(Broker):
                     logger.info("fastws hub: refreshing stream positions failed: %s", exc)
 
     # -- messages from Redis -----------------------------------------------------------
-
-    def _deliver(self, callback: Callable[..., None], *args: Any) -> None:
-        try:
-            callback(*args)
-        except Exception:
-            logger.exception("fastws hub: error while delivering to the node")
 
     def _on_message(self, shard: Shard, name: bytes, payload: bytes) -> None:
         try:

@@ -538,15 +538,19 @@ class Supervisor:
     async def _reap_inherited(self) -> None:
         """Collect the exit of the workers of the master this one replaced."""
         while self.inherited:
-            for pid in list(self.inherited):
-                try:
-                    done, _ = os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    done = pid
-                if done:
-                    self.inherited.remove(pid)
-                    logger.debug("fastws hub: old worker pid %d exited", pid)
+            self._collect_inherited()
             await asyncio.sleep(0.2)
+
+    def _collect_inherited(self) -> None:
+        """Forget the inherited workers that have exited, without blocking."""
+        for pid in list(self.inherited):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self.inherited.remove(pid)
+                logger.debug("fastws hub: old worker pid %d exited", pid)
 
     # -- shutdown ------------------------------------------------------------------------
 
@@ -560,13 +564,7 @@ class Supervisor:
         deadline = time.monotonic() + self.config.shutdown_timeout + EXIT_GRACE
         while self.inherited and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            for pid in list(self.inherited):
-                try:
-                    done, _ = os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    done = pid
-                if done:
-                    self.inherited.remove(pid)
+            self._collect_inherited()
 
     # -- metrics ---------------------------------------------------------------------------
 
