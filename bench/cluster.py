@@ -54,6 +54,7 @@ from pathlib import Path
 import orjson
 
 import fastws
+from bench.system import cpu_model
 from fastws.codec import OP_TEXT
 from fastws.protocol import Listener
 
@@ -656,14 +657,7 @@ def report(steps: list[Step], command: str, machine: str) -> str:
 
 
 def machine_line() -> str:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     versions = []
     for package in ("redis", "python-socketio", "python-engineio", "aiohttp", "uvloop"):
         try:

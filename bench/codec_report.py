@@ -22,6 +22,8 @@ import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
+from bench.system import cpu_model
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_FILE = "bench/test_codec_bench.py"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -38,17 +40,20 @@ PYTEST_ARGS = [
     "-q",
 ]
 
+# Parse and build compare the same implementations.
+FRAME_RATIOS = [
+    ("cython / python", "fastws-cython", "fastws-python"),
+    ("cython / websockets", "fastws-cython", "websockets"),
+    ("cython / wsproto", "fastws-cython", "wsproto"),
+]
+
 # (kind, title, unit, ratios as (column, numerator impl, denominator impl))
 SECTIONS = [
     (
         "parse",
         "**Parse** 1,000 masked binary frames fed as one chunk (server side)",
         "frames/s",
-        [
-            ("cython / python", "fastws-cython", "fastws-python"),
-            ("cython / websockets", "fastws-cython", "websockets"),
-            ("cython / wsproto", "fastws-cython", "wsproto"),
-        ],
+        FRAME_RATIOS,
     ),
     (
         "unmask",
@@ -64,11 +69,7 @@ SECTIONS = [
         "build",
         "**Build** 1,000 unmasked binary frames",
         "frames/s",
-        [
-            ("cython / python", "fastws-cython", "fastws-python"),
-            ("cython / websockets", "fastws-cython", "websockets"),
-            ("cython / wsproto", "fastws-cython", "wsproto"),
-        ],
+        FRAME_RATIOS,
     ),
     (
         "utf8",
@@ -155,14 +156,7 @@ def tables(rows: list[dict]) -> str:
 
 
 def environment() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     try:
         gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout
         gcc = gcc.splitlines()[0]

@@ -12,30 +12,9 @@ from fastws.hub.broker_local import BrokerHost, LocalBroker
 from fastws.hub.broker_memory import MemoryBroker
 
 from .asyncutil import run_async
+from .brokerutil import Sink
 
 HISTORY = PublishOptions(history_size=10, history_ttl=60)
-
-
-class Sink:
-    """Records what a worker's broker delivers."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple] = []
-
-    def on_publication(self, channel, publication):
-        self.events.append(("pub", channel, publication.offset, publication.data))
-
-    def on_join(self, channel, info):
-        self.events.append(("join", channel, info.client))
-
-    def on_leave(self, channel, info):
-        self.events.append(("leave", channel, info.client))
-
-    def on_user_message(self, user, sender, data):
-        self.events.append(("message", user, sender, data))
-
-    def on_disconnect_user(self, user, code, reason):
-        self.events.append(("disconnect", user, code, reason))
 
 
 async def attach(host: BrokerHost, name: str) -> tuple[LocalBroker, Sink, list]:

@@ -8,29 +8,10 @@ from fastws.hub.broker import BrokerUnavailable, ClientInfo, PublishOptions, Str
 from fastws.hub.broker_memory import MemoryBroker
 
 from .asyncutil import run_async
+from .brokerutil import Sink
 
 HISTORY = PublishOptions(history_size=3, history_ttl=10.0)
 NONE = PublishOptions()
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[tuple] = []
-
-    def on_publication(self, channel, publication):
-        self.events.append(("pub", channel, publication.offset, publication.data))
-
-    def on_join(self, channel, info):
-        self.events.append(("join", channel, info.client))
-
-    def on_leave(self, channel, info):
-        self.events.append(("leave", channel, info.client))
-
-    def on_user_message(self, user, sender, data):
-        self.events.append(("message", user, sender, data))
-
-    def on_disconnect_user(self, user, code, reason):
-        self.events.append(("disconnect", user, code, reason))
 
 
 class Clock:
