@@ -59,7 +59,7 @@ FULL = [
 QUICK = [
     echo(64, 1, 1),
     echo(KIB, 10, 16),
-    broadcast(50, 100, 128),
+    broadcast(100, 1000, 128),  # big enough for the server's CPU time to be measurable
     idle(200),
     echo(KIB, 1, 1, tls=True),
 ]

@@ -286,7 +286,7 @@ async def test_exactly_once_in_order_through_repeated_drops(hub) -> None:
         async def publisher() -> None:
             for i in range(total):
                 await ann.publish(channel, i)
-                await asyncio.sleep(0.003)
+                await asyncio.sleep(0.012)  # under the hub's 100 commands/s per connection
 
         task = asyncio.create_task(publisher())
         received: list[Publication] = []
