@@ -123,7 +123,7 @@ def _run_hub(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     from fastws.hub.app import run_hub
     from fastws.hub.config import ConfigError, flags_from_namespace, load_config
     from fastws.hub.logs import setup_logging
-    from fastws.hub.supervisor import run_supervisor, supervised
+    from fastws.hub.process.supervisor import run_supervisor, supervised
 
     flags, path = flags_from_namespace(args)
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the conformance and interop tests need beyond the Python packages
-# of pyproject.toml: Debian's Chromium (tests/test_interop.py drives it with
-# Playwright), redis-server and nginx (tests/test_redis_*.py) and the Python 2.7
-# virtualenv holding the Autobahn|Testsuite (tests/test_autobahn.py). Safe to run again; needs root for apt-get and no
+# of pyproject.toml: Debian's Chromium (tests/server/test_interop.py drives it with
+# Playwright), redis-server and nginx (tests/broker/test_redis*.py) and the Python 2.7
+# virtualenv holding the Autobahn|Testsuite (tests/conformance/test_autobahn.py). Safe to run again; needs root for apt-get and no
 # terminal, so CI can call it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ fi
 missing=()
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
-# The benchmark load generator (tests/test_bench_*.py build it) links OpenSSL for its TLS cases.
+# The benchmark load generator (tests/bench/ build it) links OpenSSL for its TLS cases.
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

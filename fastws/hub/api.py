@@ -22,11 +22,12 @@ import orjson
 
 import fastws
 from fastws.handshake import Request
-from fastws.hub import codes, messages
+from fastws.hub import messages
 from fastws.hub.broker import BrokerUnavailable
 from fastws.hub.node import Node
+from fastws.hub.protocol import codes
+from fastws.hub.protocol.wire import JSON, encode_data
 from fastws.hub.session import check_channel
-from fastws.hub.wire import JSON, encode_data
 from fastws.server import Response
 
 JSON_TYPE = "application/json"

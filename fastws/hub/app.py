@@ -24,16 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from fastws.handshake import Request, header_tokens
-from fastws.hub import codes
 from fastws.hub.api import HttpApi, error_response, json_response
 from fastws.hub.auth import Authenticator
 from fastws.hub.broker import Broker, create_broker
 from fastws.hub.config import HubConfig
 from fastws.hub.metrics import CONTENT_TYPE, LoopLag, hub_samples, merge, render
 from fastws.hub.node import Node
+from fastws.hub.protocol import codes
+from fastws.hub.protocol.wire import SUBPROTOCOLS
 from fastws.hub.session import Session
 from fastws.hub.tls import server_context
-from fastws.hub.wire import SUBPROTOCOLS
 from fastws.server import Accept, Response, Server, ServerConnection, serve
 
 logger = logging.getLogger("fastws.hub")

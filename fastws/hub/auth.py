@@ -30,9 +30,9 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from fastws.hub import codes
 from fastws.hub.channels import Patterns, pattern_error
 from fastws.hub.config import ConfigError, HubConfig
+from fastws.hub.protocol import codes
 
 logger = logging.getLogger("fastws.hub")
 

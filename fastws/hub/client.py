@@ -35,8 +35,8 @@ import orjson
 from fastws.client import connect
 from fastws.codec import OP_BINARY, OP_TEXT
 from fastws.errors import ConnectionClosed
-from fastws.hub import codes
-from fastws.hub.codes import HubError
+from fastws.hub.protocol import codes
+from fastws.hub.protocol.codes import HubError
 from fastws.protocol import Listener, WebSocket
 
 logger = logging.getLogger("fastws.hub.client")

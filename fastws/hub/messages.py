@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastws.hub.broker import ClientInfo, HistoryResult, Publication, StreamPosition
-from fastws.hub.codes import Disconnect
-from fastws.hub.wire import Wire
+from fastws.hub.protocol.codes import Disconnect
+from fastws.hub.protocol.wire import Wire
 
 
 def publication_item(wire: Wire, publication: Publication) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
-from fastws.hub import codes, messages
+from fastws.hub import messages
 from fastws.hub.auth import Authenticator
 from fastws.hub.broker import (
     Broker,
@@ -39,7 +39,8 @@ from fastws.hub.broker import (
 )
 from fastws.hub.config import ChannelOptions, HubConfig
 from fastws.hub.metrics import HubStats
-from fastws.hub.wire import WIRES
+from fastws.hub.protocol import codes
+from fastws.hub.protocol.wire import WIRES
 
 if TYPE_CHECKING:
     from fastws.hub.session import Session

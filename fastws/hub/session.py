@@ -19,12 +19,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastws.errors import ConnectionClosed
-from fastws.hub import codes, messages
+from fastws.hub import messages
 from fastws.hub.auth import Credentials, TokenError
 from fastws.hub.broker import BrokerUnavailable, ClientInfo, StreamPosition
 from fastws.hub.channels import channel_error
 from fastws.hub.node import Node, Subscription, recovers
-from fastws.hub.wire import JSON, encode_data, wire_for
+from fastws.hub.protocol import codes
+from fastws.hub.protocol.wire import JSON, encode_data, wire_for
 from fastws.protocol import Listener, WebSocket
 
 logger = logging.getLogger("fastws.hub")

@@ -2,7 +2,7 @@
 
     python -m tests.conformance.report [--output docs/conformance.md]
 
-tests/test_autobahn.py leaves one summary.json per run in
+tests/conformance/test_autobahn.py leaves one summary.json per run in
 test-output/autobahn/<side>-<backend>/; this turns the four of them (server and
 client, cython and python codecs) into tables, and adds the reason for every
 NON-STRICT verdict from tests/conformance/autobahn-non-strict.toml.
@@ -53,7 +53,7 @@ Reproduce with:
 
 ```
 scripts/install-test-deps.sh                  # Python 2.7 venv for wstest, Chromium
-python -m pytest -m autobahn tests/test_autobahn.py
+python -m pytest -m autobahn tests/conformance/test_autobahn.py
 python -m tests.conformance.report            # rewrites this file
 ```
 

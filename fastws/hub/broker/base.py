@@ -1,0 +1,197 @@
+"""The broker interface: how hub nodes share channels, history, presence and users.
+
+A node calls the broker; the broker calls the node back through a ``BrokerSink``
+for everything that arrives from the other nodes (and from this one). The
+in-memory broker (``broker/memory.py``) serves one process; a Redis broker
+fits the same shape:
+
+- ``subscribe``/``unsubscribe`` express node-level interest: the node subscribes
+  to a channel while it has local subscribers, and only those channels reach
+  its sink (Redis: one pub/sub subscription per node per channel). They take
+  effect in the order they are called.
+- ``publish`` assigns the next offset, appends to history and fans out in one
+  step (Redis: one Lua script), so history and the live stream never disagree.
+- history holds each channel's recent publications under a stream position
+  ``(epoch, offset)``: offsets grow by one per publication; the epoch names one
+  life of the stream and changes when the stream is lost (broker restart,
+  expiry), which tells clients that offsets cannot be compared across it.
+- presence is kept per channel and client id (Redis: a hash per channel whose
+  entries expire unless the node refreshes them, see ``presence_expires``).
+- user messages and user disconnects are addressed to a user id; every node
+  with connections of that user acts on them.
+
+Publication data is passed as JSON bytes encoded once by the publisher's
+node; brokers store and forward those bytes without decoding them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fastws.errors import WebSocketError
+
+logger = logging.getLogger("fastws.hub")
+
+
+def new_epoch() -> str:
+    """A fresh name for one life of a channel's stream."""
+    return os.urandom(4).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    """Where a channel's stream is: ``offset`` publications into the life named ``epoch``."""
+
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One message published in a channel."""
+
+    offset: int
+    epoch: str
+    data: bytes  # JSON
+    user: str | None = None  # the publishing user; None when published through the API
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """One connection as others see it in presence, join and leave."""
+
+    client: str
+    user: str
+    info: bytes | None = None  # JSON object from the token's 'info' claim
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOptions:
+    """How the channel keeps history (from its channel options)."""
+
+    history_size: int = 0
+    history_ttl: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    """The current stream position and the publications asked for, oldest first."""
+
+    position: StreamPosition
+    publications: list[Publication]
+
+
+class BrokerUnavailable(WebSocketError):
+    """The broker cannot serve the call now (error 503 to clients, /ready says 503)."""
+
+
+class BrokerSink(Protocol):
+    """What a broker calls on its node; called on the event loop, never concurrently."""
+
+    def on_publication(self, channel: str, publication: Publication) -> None: ...
+
+    def on_join(self, channel: str, info: ClientInfo) -> None: ...
+
+    def on_leave(self, channel: str, info: ClientInfo) -> None: ...
+
+    def on_user_message(self, user: str, sender: str | None, data: bytes) -> None: ...
+
+    def on_disconnect_user(self, user: str, code: int, reason: str) -> None: ...
+
+
+class Broker:
+    """The interface; every method may raise ``BrokerUnavailable``."""
+
+    inline = False
+    """True when no method ever suspends (the in-memory broker): the node then runs
+    commands to completion at once instead of creating a task per command."""
+
+    presence_expires = False
+    """True when presence entries expire unless re-added every ``presence_ttl / 3``."""
+
+    presence_ttl = 60.0
+
+    @property
+    def healthy(self) -> bool:
+        """Whether calls are expected to succeed now (the /ready probe)."""
+        raise NotImplementedError
+
+    def status(self) -> dict:
+        """What /ready and the info endpoint show of the broker (JSON-ready values)."""
+        return {"state": "up" if self.healthy else "down"}
+
+    async def start(self, sink: BrokerSink) -> None:
+        """Connect and start delivering to ``sink``."""
+        raise NotImplementedError
+
+    def _deliver(self, callback: Callable[..., None], *args: Any) -> None:
+        """Call the sink; an error in the node must not break the broker's loop."""
+        try:
+            callback(*args)
+        except Exception:
+            logger.exception("fastws hub: error while delivering to the node")
+
+    async def close(self) -> None:
+        """Stop delivering and release connections."""
+        raise NotImplementedError
+
+    async def subscribe(self, channel: str) -> None:
+        """Deliver this channel's publications, joins and leaves to the sink."""
+        raise NotImplementedError
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop delivering this channel to the sink."""
+        raise NotImplementedError
+
+    async def publish(
+        self, channel: str, data: bytes, user: str | None, options: PublishOptions
+    ) -> StreamPosition:
+        """Append to the stream (and history when ``options`` keep one) and fan out."""
+        raise NotImplementedError
+
+    async def history(
+        self, channel: str, since: StreamPosition | None, limit: int | None
+    ) -> HistoryResult:
+        """Publications after ``since`` (all held when None), oldest first, at most ``limit``
+        (no bound when None; 0 asks for the position only). When ``since`` names another
+        epoch, no publication is returned: its offsets mean nothing in this one."""
+        raise NotImplementedError
+
+    async def add_presence(self, channel: str, info: ClientInfo) -> None:
+        raise NotImplementedError
+
+    async def remove_presence(self, channel: str, client: str) -> None:
+        raise NotImplementedError
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        raise NotImplementedError
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        raise NotImplementedError
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        raise NotImplementedError
+
+    async def send_to_user(self, user: str, sender: str | None, data: bytes) -> None:
+        """Deliver ``data`` (JSON) to every connection of ``user`` on every node."""
+        raise NotImplementedError
+
+    async def disconnect_user(self, user: str, code: int, reason: str) -> None:
+        """Close every connection of ``user`` on every node."""
+        raise NotImplementedError
+
+
+__all__ = [
+    "Broker",
+    "BrokerSink",
+    "BrokerUnavailable",
+    "ClientInfo",
+    "HistoryResult",
+    "Publication",
+    "PublishOptions",
+    "StreamPosition",
+]

@@ -1,0 +1,366 @@
+"""The in-memory broker shared by the workers of one machine, through their master.
+
+With several worker processes and ``memory://``, the master keeps the one
+``MemoryBroker`` (streams, history, presence) and each worker reaches it over
+a Unix socket pair: ``LocalBroker`` (in the worker) implements the ``Broker``
+interface by sending requests, ``BrokerHost`` (in the master) answers them and
+is the memory broker's sink, forwarding publications, joins and leaves to the
+workers interested in a channel and user messages and disconnects to all.
+
+Why in the master: history and epochs then outlive a worker reload, and every
+client sees the same streams whichever worker accepted it, without Redis.
+
+Ordering: each worker has one stream to the master, and the memory broker runs
+a request to completion before the next, so a worker receives events and
+replies in the order they happened. Subscribing is therefore as safe as with
+any remote broker: once ``subscribe`` is answered, every later publication of
+the channel reaches the worker after it.
+
+Messages (msgpack arrays):
+
+    worker -> master   [REQUEST, id, method, *args]
+    master -> worker   [REPLY, id, result] | [FAILURE, id, message]
+                       [PUBLICATION, channel, offset, epoch, data, user]
+                       [JOIN | LEAVE, channel, client, user, info]
+                       [USER_MESSAGE, user, sender, data]
+                       [DISCONNECT_USER, user, code, reason]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastws.hub.broker.base import (
+    Broker,
+    BrokerSink,
+    BrokerUnavailable,
+    ClientInfo,
+    HistoryResult,
+    Publication,
+    PublishOptions,
+    StreamPosition,
+)
+from fastws.hub.broker.memory import MemoryBroker
+from fastws.hub.process.ipc import MessageStream, packb
+
+logger = logging.getLogger("fastws.hub")
+
+REQUEST, REPLY, FAILURE = 0, 1, 2
+PUBLICATION, JOIN, LEAVE, USER_MESSAGE, DISCONNECT_USER = 10, 11, 12, 13, 14
+
+
+def _now(coro: Coroutine) -> Any:
+    """The result of a memory broker coroutine, which never suspends."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise RuntimeError("the memory broker suspended")
+
+
+def _info(info: ClientInfo) -> list:
+    return [info.client, info.user, info.info]
+
+
+class _Peer:
+    """One worker as the master sees it: its link, interests and presence entries."""
+
+    def __init__(self, host: BrokerHost, name: str) -> None:
+        self.host = host
+        self.name = name
+        self.stream: MessageStream | None = None
+        self.channels: set[str] = set()
+        self.presence: set[tuple[str, str]] = set()
+
+    def on_message(self, message: Any) -> None:
+        self.host._request(self, message)
+
+    def on_lost(self, exc: Exception | None) -> None:
+        self.host._forget(self)
+
+
+class BrokerHost:
+    """The master's side: one ``MemoryBroker`` and the workers attached to it."""
+
+    def __init__(self, memory: MemoryBroker) -> None:
+        self.memory = memory
+        self.peers: set[_Peer] = set()
+        self.interest: dict[str, set[_Peer]] = {}
+        self.requests = 0
+        self._methods: dict[str, Callable[..., Any]] = {
+            "subscribe": self._subscribe,
+            "unsubscribe": self._unsubscribe,
+            "publish": self._publish,
+            "history": self._history,
+            "add_presence": self._add_presence,
+            "remove_presence": self._remove_presence,
+            "presence": self._presence,
+            "publish_join": self._publish_join,
+            "publish_leave": self._publish_leave,
+            "send_to_user": self._send_to_user,
+            "disconnect_user": self._disconnect_user,
+        }
+
+    @property
+    def healthy(self) -> bool:
+        return self.memory.healthy
+
+    def sizes(self) -> tuple[int, int, int]:
+        return self.memory.sizes()
+
+    async def start(self) -> None:
+        await self.memory.start(self)
+
+    async def close(self) -> None:
+        for peer in list(self.peers):
+            if peer.stream is not None:
+                await peer.stream.close()
+        await self.memory.close()
+
+    async def attach(self, sock: socket.socket, name: str) -> _Peer:
+        """Serve one worker over ``sock`` (the master's end of its socket pair)."""
+        peer = _Peer(self, name)
+        peer.stream = await MessageStream.open(sock, peer.on_message, peer.on_lost)
+        self.peers.add(peer)
+        return peer
+
+    # -- requests --------------------------------------------------------------------
+
+    def _request(self, peer: _Peer, message: Any) -> None:
+        request_id = message[1]
+        self.requests += 1
+        try:
+            result = self._methods[message[2]](peer, *message[3:])
+        except BrokerUnavailable as exc:
+            peer.stream.send([FAILURE, request_id, str(exc)])
+        except Exception as exc:
+            logger.exception("fastws hub: error in a broker request from %s", peer.name)
+            peer.stream.send([FAILURE, request_id, f"internal error: {exc}"])
+        else:
+            peer.stream.send([REPLY, request_id, result])
+
+    def _subscribe(self, peer: _Peer, channel: str) -> None:
+        peers = self.interest.get(channel)
+        if peers is None:
+            _now(self.memory.subscribe(channel))
+            peers = self.interest[channel] = set()
+        peers.add(peer)
+        peer.channels.add(channel)
+
+    def _unsubscribe(self, peer: _Peer, channel: str) -> None:
+        peer.channels.discard(channel)
+        peers = self.interest.get(channel)
+        if peers is not None:
+            peers.discard(peer)
+            if not peers:
+                del self.interest[channel]
+                _now(self.memory.unsubscribe(channel))
+
+    def _publish(
+        self, peer: _Peer, channel: str, data: bytes, user: str | None, size: int, ttl: float
+    ) -> list:
+        position = _now(self.memory.publish(channel, data, user, PublishOptions(size, ttl)))
+        return [position.offset, position.epoch]
+
+    def _history(
+        self, peer: _Peer, channel: str, since: list | None, limit: int | None
+    ) -> list:
+        position = StreamPosition(since[0], since[1]) if since is not None else None
+        result = _now(self.memory.history(channel, position, limit))
+        publications = [[p.offset, p.epoch, p.data, p.user] for p in result.publications]
+        return [result.position.offset, result.position.epoch, publications]
+
+    def _add_presence(self, peer: _Peer, channel: str, *info: Any) -> None:
+        _now(self.memory.add_presence(channel, ClientInfo(*info)))
+        peer.presence.add((channel, info[0]))
+
+    def _remove_presence(self, peer: _Peer, channel: str, client: str) -> None:
+        _now(self.memory.remove_presence(channel, client))
+        peer.presence.discard((channel, client))
+
+    def _presence(self, peer: _Peer, channel: str) -> list:
+        return [_info(info) for info in _now(self.memory.presence(channel)).values()]
+
+    def _publish_join(self, peer: _Peer, channel: str, *info: Any) -> None:
+        _now(self.memory.publish_join(channel, ClientInfo(*info)))
+
+    def _publish_leave(self, peer: _Peer, channel: str, *info: Any) -> None:
+        _now(self.memory.publish_leave(channel, ClientInfo(*info)))
+
+    def _send_to_user(self, peer: _Peer, user: str, sender: str | None, data: bytes) -> None:
+        _now(self.memory.send_to_user(user, sender, data))
+
+    def _disconnect_user(self, peer: _Peer, user: str, code: int, reason: str) -> None:
+        _now(self.memory.disconnect_user(user, code, reason))
+
+    def _forget(self, peer: _Peer) -> None:
+        """A worker is gone: drop its interests and the presence of its clients."""
+        self.peers.discard(peer)
+        for channel in list(peer.channels):
+            self._unsubscribe(peer, channel)
+        if self.memory.healthy:
+            for channel, client in peer.presence:
+                _now(self.memory.remove_presence(channel, client))
+        peer.presence.clear()
+
+    # -- the memory broker's sink ----------------------------------------------------
+
+    def _to_interested(self, channel: str, message: list) -> None:
+        peers = self.interest.get(channel)
+        if peers:
+            data = packb(message)
+            for peer in peers:
+                peer.stream.send_packed(data)
+
+    def _to_all(self, message: list) -> None:
+        data = packb(message)
+        for peer in self.peers:
+            peer.stream.send_packed(data)
+
+    def on_publication(self, channel: str, publication: Publication) -> None:
+        p = publication
+        self._to_interested(channel, [PUBLICATION, channel, p.offset, p.epoch, p.data, p.user])
+
+    def on_join(self, channel: str, info: ClientInfo) -> None:
+        self._to_interested(channel, [JOIN, channel, *_info(info)])
+
+    def on_leave(self, channel: str, info: ClientInfo) -> None:
+        self._to_interested(channel, [LEAVE, channel, *_info(info)])
+
+    def on_user_message(self, user: str, sender: str | None, data: bytes) -> None:
+        self._to_all([USER_MESSAGE, user, sender, data])
+
+    def on_disconnect_user(self, user: str, code: int, reason: str) -> None:
+        self._to_all([DISCONNECT_USER, user, code, reason])
+
+
+class LocalBroker(Broker):
+    """A worker's broker: the master's memory broker, over a Unix socket pair.
+
+    ``on_lost`` is called once if the link ends while the broker is open: the
+    master is gone, and the worker should let its clients go.
+    """
+
+    inline = False
+
+    def __init__(self, sock: socket.socket, on_lost: Callable[[], None] | None = None) -> None:
+        self.sock = sock
+        self.on_lost = on_lost
+        self._stream: MessageStream | None = None
+        self._sink: BrokerSink | None = None
+        self._pending: dict[int, asyncio.Future] = {}
+        self._next_id = 0
+        self._closing = False
+
+    @property
+    def healthy(self) -> bool:
+        return self._stream is not None and not self._stream.closed and not self._closing
+
+    def status(self) -> dict:
+        return {"state": "up" if self.healthy else "down", "kind": "memory (shared by the master)"}
+
+    async def start(self, sink: BrokerSink) -> None:
+        self._sink = sink
+        self._stream = await MessageStream.open(self.sock, self._on_message, self._lost)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._pending:  # let requests already sent complete (leaves, presence)
+            await asyncio.wait(list(self._pending.values()), timeout=1.0)
+        if self._stream is not None:
+            await self._stream.close()
+
+    def _lost(self, exc: Exception | None) -> None:
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(BrokerUnavailable("the link to the master is closed"))
+        if not self._closing and self.on_lost is not None:
+            self.on_lost()
+
+    def _call(self, method: str, *args: Any) -> asyncio.Future:
+        stream = self._stream
+        if stream is None or stream.closed:
+            raise BrokerUnavailable("the link to the master is closed")
+        self._next_id += 1
+        request_id = self._next_id
+        future = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        stream.send([REQUEST, request_id, method, *args])
+        return future
+
+    def _on_message(self, message: Any) -> None:
+        kind = message[0]
+        sink = self._sink
+        if kind == PUBLICATION:
+            _, channel, offset, epoch, data, user = message
+            sink.on_publication(channel, Publication(offset, epoch, data, user))
+        elif kind in (REPLY, FAILURE):
+            future = self._pending.pop(message[1], None)
+            if future is None or future.done():
+                return
+            if kind == REPLY:
+                future.set_result(message[2])
+            else:
+                future.set_exception(BrokerUnavailable(message[2]))
+        elif kind == JOIN:
+            sink.on_join(message[1], ClientInfo(*message[2:]))
+        elif kind == LEAVE:
+            sink.on_leave(message[1], ClientInfo(*message[2:]))
+        elif kind == USER_MESSAGE:
+            sink.on_user_message(*message[1:])
+        elif kind == DISCONNECT_USER:
+            sink.on_disconnect_user(*message[1:])
+
+    # -- the Broker interface ------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        await self._call("subscribe", channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self._call("unsubscribe", channel)
+
+    async def publish(
+        self, channel: str, data: bytes, user: str | None, options: PublishOptions
+    ) -> StreamPosition:
+        offset, epoch = await self._call(
+            "publish", channel, data, user, options.history_size, options.history_ttl
+        )
+        return StreamPosition(offset, epoch)
+
+    async def history(
+        self, channel: str, since: StreamPosition | None, limit: int | None
+    ) -> HistoryResult:
+        wanted = [since.offset, since.epoch] if since is not None else None
+        offset, epoch, items = await self._call("history", channel, wanted, limit)
+        return HistoryResult(StreamPosition(offset, epoch), [Publication(*item) for item in items])
+
+    async def add_presence(self, channel: str, info: ClientInfo) -> None:
+        await self._call("add_presence", channel, *_info(info))
+
+    async def remove_presence(self, channel: str, client: str) -> None:
+        await self._call("remove_presence", channel, client)
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        items = await self._call("presence", channel)
+        return {item[0]: ClientInfo(*item) for item in items}
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        await self._call("publish_join", channel, *_info(info))
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        await self._call("publish_leave", channel, *_info(info))
+
+    async def send_to_user(self, user: str, sender: str | None, data: bytes) -> None:
+        await self._call("send_to_user", user, sender, data)
+
+    async def disconnect_user(self, user: str, code: int, reason: str) -> None:
+        await self._call("disconnect_user", user, code, reason)
+
+
+__all__ = ["BrokerHost", "LocalBroker"]

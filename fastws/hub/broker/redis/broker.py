@@ -1,0 +1,712 @@
+"""The Redis broker: hub nodes joined through one or more Redis servers.
+
+    python -m fastws --broker redis://127.0.0.1:6379/0
+    python -m fastws --broker redis://10.0.0.1:6379,redis://10.0.0.2:6379   # two shards
+
+What lives where (key names and record formats in ``redis_scripts.py``):
+
+- Offsets, history and fan-out: one Lua script assigns the next offset, appends
+  to the channel's history list (trimmed to its size, expiring by age) and
+  PUBLISHes, atomically; so every node sees the same offsets, and a client that
+  reconnects to any node recovers from its last one. The epoch is in Redis,
+  created at random when missing: a flushed or restarted Redis gives a new one.
+- Fan-out: one pub/sub connection per node and Redis server
+  (``redis_pubsub.py``), subscribed to a channel only while the node has local
+  subscribers, plus ``fastws:ctl`` for private messages and user disconnects.
+  Every node receives all of ``fastws:ctl`` and drops what is not for its users:
+  the cost of a private message is one delivery per node, not per connection.
+- Presence: a hash per channel, each entry carrying its expiry; the owning node
+  re-adds its entries every ``presence_ttl / 3``, so the entries of a node that
+  died vanish at most ``presence_ttl`` seconds after it did.
+- Shards: a channel's keys and pub/sub channel all live on the server picked by
+  ``crc32(channel) % N``; a user's messages go through ``crc32(user) % N``.
+
+Failures. Each server has a circuit breaker (``circuit.py``): closed, then open
+after ``failure_threshold`` failed commands in a row or at once when the pub/sub
+connection drops; while open, calls fail at once with ``BrokerUnavailable``
+(error 503) and nothing queues. A supervisor task probes after the cooldown
+(doubling up to ``cooldown_max``): it connects, subscribes again to every
+channel the node still needs, and closes the circuit. Then each channel is
+*resynced*: live messages are held while the history since the last delivered
+offset is read, the missed publications are delivered from it, then the held
+ones; what history cannot fill reaches the node as a gap (or a new epoch) and
+the node closes those subscribers with 4010, so their clients resubscribe and
+learn ``recovered: false``. A node that cannot reach Redis at start runs, not
+ready, and keeps probing.
+
+With ``local_delivery_on_outage``, publications made while a server is down are
+delivered to this node's own subscribers under a local epoch (``local-...``):
+offsets in it mean nothing to Redis, so every client sees an epoch change both
+when the outage starts and when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from fastws.hub.broker.base import (
+    Broker,
+    BrokerSink,
+    BrokerUnavailable,
+    ClientInfo,
+    HistoryResult,
+    Publication,
+    PublishOptions,
+    StreamPosition,
+    new_epoch,
+)
+from fastws.hub.broker.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from fastws.hub.broker.redis import scripts as rs
+from fastws.hub.broker.redis.pubsub import PubSubConnection, PubSubError
+from fastws.hub.config import HubConfig, broker_urls
+
+logger = logging.getLogger("fastws.hub")
+
+POOL_SIZE = 32  # command connections per Redis server
+MAX_WAITING = 2048  # commands per server in flight or waiting for a connection
+HELD_LIMIT = 10000  # live publications held per channel while it resyncs
+RESYNC_CONCURRENCY = 32
+SUBSCRIBE_CHUNK = 1000  # channels per SUBSCRIBE when subscribing again
+
+FAILURES = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError, PubSubError)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class Shard:
+    """One Redis server: a command client, the pub/sub connection, a circuit breaker."""
+
+    def __init__(self, url: str, breaker: CircuitBreaker, timeout: float) -> None:
+        parsed = broker_urls(url)[0]
+        self.host = parsed.hostname or "127.0.0.1"
+        self.port = parsed.port or 6379
+        self.db = int(parsed.path.lstrip("/") or 0)
+        self.username = parsed.username or None
+        self.password = parsed.password
+        self.name = f"{self.host}:{self.port}/{self.db}"
+        self.suffix = rs.pubsub_suffix(self.db)
+        self.control = (rs.CONTROL + self.suffix).encode()
+        pool = aioredis.BlockingConnectionPool(
+            host=self.host,
+            port=self.port,
+            db=self.db,
+            username=self.username,
+            password=self.password,
+            max_connections=POOL_SIZE,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            client_name=f"fastws-{os.getpid()}",
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
+        self.publish = self.redis.register_script(rs.PUBLISH)
+        self.history = self.redis.register_script(rs.HISTORY)
+        self.add_presence = self.redis.register_script(rs.ADD_PRESENCE)
+        self.presence = self.redis.register_script(rs.PRESENCE)
+        self.breaker = breaker
+        self.pubsub: PubSubConnection | None = None
+        self.channels: dict[bytes, str] = {}  # pub/sub name -> hub channel: the node's interest
+        self.resyncing: dict[str, list[Publication]] = {}  # channel -> held live publications
+        self.waiting = 0
+        self.wake = asyncio.Event()
+        self.first_attempt: asyncio.Future | None = None
+        self.task: asyncio.Task | None = None
+        self.local_epoch: str | None = None
+        self.local_offsets: dict[str, int] = {}
+        self.last_error = ""
+
+    def pubsub_name(self, channel: str) -> bytes:
+        return rs.pubsub_name(channel, self.suffix)
+
+
+class RedisBroker(Broker):
+    """Channels, history, presence and users shared by every node on the same Redis."""
+
+    presence_expires = True
+
+    def __init__(
+        self,
+        urls: list[str],
+        *,
+        timeout: float = 2.0,
+        failure_threshold: int = 3,
+        cooldown: float = 1.0,
+        cooldown_max: float = 30.0,
+        presence_ttl: float = 60.0,
+        history_meta_ttl: float = 86400.0,
+        local_delivery_on_outage: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not urls:
+            raise ValueError("at least one Redis URL is needed")
+        self.timeout = timeout
+        self.presence_ttl = presence_ttl
+        self.history_meta_ttl = history_meta_ttl
+        self.local_delivery_on_outage = local_delivery_on_outage
+        self.shards = [
+            Shard(url, CircuitBreaker(failure_threshold, cooldown, cooldown_max, clock=clock), timeout)
+            for url in urls
+        ]
+        self._meta_ttl_ms = _ms(history_meta_ttl)
+        self._presence_ttl_ms = _ms(presence_ttl)
+        self._sink: BrokerSink | None = None
+        self._closed = False
+        self._positions: dict[str, Publication] = {}  # last delivered, per subscribed channel
+        self._present: dict[str, dict[str, ClientInfo]] = {}  # this node's presence entries
+        self._tasks: set[asyncio.Task] = set()
+        self._maintenance: asyncio.Task | None = None
+        # Numbers for /api/v1/info and metrics.
+        self.publishes = 0
+        self.publish_latency = 0.0  # seconds, the last publish
+        self.publish_latency_total = 0.0
+        if local_delivery_on_outage:
+            for shard in self.shards:
+                shard.local_epoch = "local-" + new_epoch()
+
+    @classmethod
+    def from_config(cls, config: HubConfig) -> RedisBroker:
+        return cls(
+            [url.strip() for url in config.broker.split(",")],
+            timeout=config.broker_timeout,
+            failure_threshold=config.broker_failure_threshold,
+            cooldown=config.broker_cooldown,
+            cooldown_max=config.broker_cooldown_max,
+            presence_ttl=config.presence_ttl,
+            history_meta_ttl=config.history_meta_ttl,
+            local_delivery_on_outage=config.local_delivery_on_outage,
+        )
+
+    # -- state -----------------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        return not self._closed and all(s.breaker.state == CLOSED for s in self.shards)
+
+    @property
+    def state(self) -> str:
+        """The worst circuit state of the servers: closed, half_open or open."""
+        states = {s.breaker.state for s in self.shards}
+        for state in (OPEN, HALF_OPEN):
+            if state in states:
+                return state
+        return CLOSED
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failures, summed over the servers."""
+        return sum(s.breaker.failures for s in self.shards)
+
+    @property
+    def trips(self) -> int:
+        """Times a circuit opened since start."""
+        return sum(s.breaker.trips for s in self.shards)
+
+    def status(self) -> dict[str, Any]:
+        if self.healthy:
+            state = "up"
+        elif all(s.breaker.ever_closed for s in self.shards):
+            state = "degraded"
+        else:
+            state = "starting"
+        average = self.publish_latency_total / self.publishes if self.publishes else 0.0
+        return {
+            "state": state,
+            "circuit": self.state,
+            "failures": self.failures,
+            "trips": self.trips,
+            "publishes": self.publishes,
+            "publish_latency_ms": round(self.publish_latency * 1000, 3),
+            "publish_latency_avg_ms": round(average * 1000, 3),
+            "local_delivery_on_outage": self.local_delivery_on_outage,
+            "shards": [
+                {
+                    "address": shard.name,
+                    "circuit": shard.breaker.state,
+                    "failures": shard.breaker.failures,
+                    "trips": shard.breaker.trips,
+                    "retry_in": round(shard.breaker.retry_in(), 3),
+                    "channels": len(shard.channels),
+                    "error": shard.last_error,
+                }
+                for shard in self.shards
+            ],
+        }
+
+    def shard(self, key: str) -> Shard:
+        """The server holding the channel (or user) ``key``."""
+        shards = self.shards
+        if len(shards) == 1:
+            return shards[0]
+        return shards[zlib.crc32(key.encode()) % len(shards)]
+
+    # -- life cycle ------------------------------------------------------------------
+
+    async def start(self, sink: BrokerSink) -> None:
+        """Start a supervisor per server and wait (bounded) for the first connections.
+
+        Never fails for Redis being down: the node then starts not ready.
+        """
+        self._sink = sink
+        self._closed = False
+        loop = asyncio.get_running_loop()
+        for shard in self.shards:
+            shard.first_attempt = loop.create_future()
+            shard.task = loop.create_task(self._supervise(shard))
+        await asyncio.wait([s.first_attempt for s in self.shards], timeout=3 * self.timeout + 1)
+        self._maintenance = loop.create_task(self._maintain())
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = [s.task for s in self.shards if s.task is not None] + list(self._tasks)
+        if self._maintenance is not None:
+            tasks.append(self._maintenance)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for shard in self.shards:
+            connection, shard.pubsub = shard.pubsub, None
+            if connection is not None:
+                connection.close()
+            try:
+                await shard.redis.aclose()
+            except Exception as exc:  # closing: nothing left to do about it
+                logger.debug("fastws hub: closing redis %s: %s", shard.name, exc)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the circuit -----------------------------------------------------------------
+
+    async def _supervise(self, shard: Shard) -> None:
+        """Keep ``shard`` connected: probe when the circuit allows, then resync."""
+        breaker = shard.breaker
+        while not self._closed:
+            if breaker.state == CLOSED:
+                shard.wake.clear()
+                await shard.wake.wait()
+                continue
+            delay = breaker.retry_in()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            if not breaker.try_probe():
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                await self._connect(shard)
+            except Exception as exc:
+                self._drop_pubsub(shard)
+                breaker.failure()
+                shard.last_error = str(exc) or type(exc).__name__
+                logger.warning(
+                    "fastws hub: redis %s unreachable (%s); next attempt in %.1f s",
+                    shard.name,
+                    shard.last_error,
+                    breaker.retry_in(),
+                )
+            else:
+                breaker.success()
+                shard.last_error = ""
+                self._end_local_delivery(shard)
+                logger.info(
+                    "fastws hub: redis %s connected; %d channels subscribed",
+                    shard.name,
+                    len(shard.channels),
+                )
+                self._spawn(self._recover(shard))
+            finally:
+                if shard.first_attempt is not None and not shard.first_attempt.done():
+                    shard.first_attempt.set_result(None)
+
+    async def _connect(self, shard: Shard) -> None:
+        """The probe: a command round trip, a new pub/sub connection, every channel again."""
+        async with asyncio.timeout(self.timeout):
+            await shard.redis.ping()
+        connection = await PubSubConnection.open(
+            shard.host,
+            shard.port,
+            on_message=lambda name, payload: self._on_message(shard, name, payload),
+            on_lost=lambda conn, exc: self._on_pubsub_lost(shard, conn, exc),
+            username=shard.username,
+            password=shard.password,
+            client_name=f"fastws-pubsub-{os.getpid()}",  # CLIENT LIST tells the hub processes
+            timeout=self.timeout,
+        )
+        shard.pubsub = connection
+        # From here until their resync, live publications of these channels are held.
+        shard.resyncing = {channel: [] for channel in shard.channels.values()}
+        names = [shard.control, *shard.channels]
+        futures: list[asyncio.Future] = []
+        for start in range(0, len(names), SUBSCRIBE_CHUNK):
+            futures += connection.subscribe(names[start : start + SUBSCRIBE_CHUNK])
+        async with asyncio.timeout(self.timeout * (1 + len(names) // 10000)):
+            await asyncio.gather(*futures)
+
+    def _drop_pubsub(self, shard: Shard) -> None:
+        connection, shard.pubsub = shard.pubsub, None
+        shard.resyncing = {}
+        if connection is not None:
+            connection.close()
+
+    def _on_pubsub_lost(
+        self, shard: Shard, connection: PubSubConnection, exc: BaseException | None
+    ) -> None:
+        if shard.pubsub is not connection or self._closed:
+            return  # closed on purpose, or an older connection
+        shard.last_error = f"pub/sub connection lost: {exc or 'closed by redis'}"
+        if shard.breaker.trip():
+            self._opened(shard)
+        else:
+            self._drop_pubsub(shard)
+            shard.wake.set()
+
+    def _failed(self, shard: Shard, exc: BaseException) -> BrokerUnavailable:
+        """A command failed for a connection reason: count it; the error to raise."""
+        shard.last_error = str(exc) or type(exc).__name__
+        if shard.breaker.failure():
+            self._opened(shard)
+        return BrokerUnavailable(f"redis {shard.name}: {shard.last_error}")
+
+    def _opened(self, shard: Shard) -> None:
+        logger.warning(
+            "fastws hub: redis %s is failing (%s); circuit open, calls fail fast, next probe in "
+            "%.1f s",
+            shard.name,
+            shard.last_error,
+            shard.breaker.retry_in(),
+        )
+        self._drop_pubsub(shard)
+        if self.local_delivery_on_outage:
+            shard.local_epoch = "local-" + new_epoch()
+            shard.local_offsets = {}
+        self._spawn(self._reset_pool(shard))
+        shard.wake.set()
+
+    @staticmethod
+    async def _reset_pool(shard: Shard) -> None:
+        try:
+            await shard.redis.connection_pool.disconnect()
+        except Exception as exc:
+            logger.debug("fastws hub: resetting the redis %s pool: %s", shard.name, exc)
+
+    def _unavailable(self, shard: Shard) -> BrokerUnavailable:
+        breaker = shard.breaker
+        why = shard.last_error or "not connected"
+        if breaker.state == OPEN:
+            return BrokerUnavailable(
+                f"redis {shard.name} is down ({why}); next probe in {breaker.retry_in():.1f} s"
+            )
+        return BrokerUnavailable(f"redis {shard.name} is reconnecting ({why})")
+
+    async def _execute(self, shard: Shard, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """Run one Redis call through the shard's circuit; failures become BrokerUnavailable."""
+        breaker = shard.breaker
+        if breaker.state != CLOSED:
+            raise self._unavailable(shard)
+        if shard.waiting >= MAX_WAITING:
+            raise BrokerUnavailable(f"redis {shard.name}: too many commands waiting")
+        shard.waiting += 1
+        try:
+            result = await call(*args, **kw)
+        except FAILURES as exc:
+            raise self._failed(shard, exc) from None
+        except RedisError as exc:  # refused (out of memory, read-only...): not a lost link
+            raise BrokerUnavailable(f"redis {shard.name} refused: {exc}") from None
+        finally:
+            shard.waiting -= 1
+        if breaker.failures:
+            breaker.success()
+        return result
+
+    # -- after a (re)connection ------------------------------------------------------
+
+    async def _recover(self, shard: Shard) -> None:
+        """Fill every subscribed channel's gap from history, then put presence back."""
+        semaphore = asyncio.Semaphore(RESYNC_CONCURRENCY)
+
+        async def one(channel: str) -> None:
+            async with semaphore:
+                await self._resync(shard, channel)
+
+        await asyncio.gather(*(one(channel) for channel in list(shard.resyncing)))
+        await self._restore_presence(shard)
+
+    async def _resync(self, shard: Shard, channel: str) -> None:
+        held = shard.resyncing.get(channel)
+        if held is None:
+            return
+        replay: list[Publication] = []
+        last = self._positions.get(channel)
+        try:
+            if last is not None:
+                since = StreamPosition(last.offset, last.epoch)
+                result = await self._history(shard, channel, since, None)
+                if result.position.epoch != last.epoch:  # a new stream: show it (a gap)
+                    result = await self._history(shard, channel, None, None)
+                replay = result.publications
+        except BrokerUnavailable as exc:
+            logger.info("fastws hub: no history to resync %s: %s", channel, exc)
+        if shard.resyncing.get(channel) is not held:
+            return  # unsubscribed, or the connection was lost again
+        del shard.resyncing[channel]
+        self._deliver_in_order(channel, replay + held)
+
+    def _deliver_in_order(self, channel: str, publications: list[Publication]) -> None:
+        sink = self._sink
+        positions = self._positions
+        for publication in publications:
+            last = positions.get(channel)
+            if (
+                last is not None
+                and last.epoch == publication.epoch
+                and publication.offset <= last.offset
+            ):
+                continue
+            positions[channel] = publication
+            self._deliver(sink.on_publication, channel, publication)
+
+    async def _restore_presence(self, shard: Shard) -> None:
+        """Entries of this node's clients, lost with a restarted Redis, come back now."""
+        for channel, clients in list(self._present.items()):
+            if self.shard(channel) is not shard:
+                continue
+            for info in list(clients.values()):
+                try:
+                    await self._add_presence(shard, channel, info)
+                except BrokerUnavailable:
+                    return
+
+    async def _maintain(self) -> None:
+        """Keep the stream position of subscribed channels alive while nobody publishes."""
+        interval = min(self.history_meta_ttl / 4, 3600.0)
+        while not self._closed:
+            await asyncio.sleep(interval)
+            for shard in self.shards:
+                channels = list(shard.channels.values())
+                if not channels or shard.breaker.state != CLOSED:
+                    continue
+                pipe = shard.redis.pipeline(transaction=False)
+                for channel in channels:
+                    pipe.pexpire(rs.meta_key(channel), self._meta_ttl_ms)
+                try:
+                    await self._execute(shard, pipe.execute)
+                except BrokerUnavailable as exc:
+                    logger.info("fastws hub: refreshing stream positions failed: %s", exc)
+
+    # -- messages from Redis -----------------------------------------------------------
+
+    def _on_message(self, shard: Shard, name: bytes, payload: bytes) -> None:
+        try:
+            kind = payload[0]
+            sink = self._sink
+            if name == shard.control:
+                if kind == rs.USER_MESSAGE:
+                    self._deliver(sink.on_user_message, *rs.decode_user_message(payload))
+                elif kind == rs.USER_DISCONNECT:
+                    self._deliver(sink.on_disconnect_user, *rs.decode_user_disconnect(payload))
+                return
+            channel = shard.channels.get(name)
+            if channel is None:
+                return  # unsubscribed meanwhile
+            if kind == rs.PUBLICATION:
+                publication = rs.decode_publication(payload)
+                if shard.resyncing:
+                    held = shard.resyncing.get(channel)
+                    if held is not None:
+                        if len(held) < HELD_LIMIT:
+                            held.append(publication)
+                        return
+                self._positions[channel] = publication
+                self._deliver(sink.on_publication, channel, publication)
+            elif kind == rs.JOIN:
+                self._deliver(sink.on_join, channel, rs.decode_client(payload))
+            elif kind == rs.LEAVE:
+                self._deliver(sink.on_leave, channel, rs.decode_client(payload))
+        except (ValueError, IndexError, UnicodeDecodeError) as exc:
+            logger.warning("fastws hub: ignoring a malformed message on %r: %s", name, exc)
+
+    # -- the broker interface ------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        shard = self.shard(channel)
+        name = shard.pubsub_name(channel)
+        connection = shard.pubsub
+        if shard.breaker.state != CLOSED or connection is None:
+            if not self.local_delivery_on_outage:
+                raise self._unavailable(shard)
+            shard.channels[name] = channel  # subscribed for real when Redis is back
+            if connection is not None and not connection.lost:
+                connection.subscribe([name])  # reconnecting: after the connection's own list
+            return
+        shard.channels[name] = channel
+        try:
+            async with asyncio.timeout(self.timeout):
+                await connection.subscribe([name])[0]
+        except (PubSubError, TimeoutError) as exc:
+            if shard.channels.get(name) == channel:
+                del shard.channels[name]
+                if not connection.lost:
+                    connection.unsubscribe([name])
+            raise self._failed(shard, exc) from None
+
+    async def unsubscribe(self, channel: str) -> None:
+        shard = self.shard(channel)
+        name = shard.pubsub_name(channel)
+        if shard.channels.pop(name, None) is None:
+            return
+        shard.resyncing.pop(channel, None)
+        self._positions.pop(channel, None)
+        connection = shard.pubsub
+        if connection is not None and not connection.lost:
+            with contextlib.suppress(PubSubError):  # lost: nothing is subscribed any more
+                connection.unsubscribe([name])
+
+    async def publish(
+        self, channel: str, data: bytes, user: str | None, options: PublishOptions
+    ) -> StreamPosition:
+        shard = self.shard(channel)
+        if shard.breaker.state != CLOSED and self.local_delivery_on_outage:
+            return self._publish_locally(shard, channel, data, user)
+        started = time.perf_counter()
+        offset, epoch = await self._execute(
+            shard,
+            shard.publish,
+            keys=(rs.meta_key(channel), rs.history_key(channel)),
+            args=(
+                shard.pubsub_name(channel),
+                rs.user_field(user) + data,
+                options.history_size,
+                _ms(options.history_ttl),
+                self._meta_ttl_ms,
+                new_epoch(),
+            ),
+        )
+        elapsed = time.perf_counter() - started
+        self.publishes += 1
+        self.publish_latency = elapsed
+        self.publish_latency_total += elapsed
+        return StreamPosition(offset, epoch.decode())
+
+    async def history(
+        self, channel: str, since: StreamPosition | None, limit: int | None
+    ) -> HistoryResult:
+        shard = self.shard(channel)
+        if shard.breaker.state != CLOSED and self.local_delivery_on_outage:
+            offset = shard.local_offsets.get(channel, 0)
+            return HistoryResult(StreamPosition(offset, shard.local_epoch), [])
+        result = await self._history(shard, channel, since, limit)
+        if channel not in self._positions and shard.pubsub_name(channel) in shard.channels:
+            position = result.position  # where a newly subscribed channel starts
+            self._positions[channel] = Publication(position.offset, position.epoch, b"")
+        return result
+
+    async def _history(
+        self, shard: Shard, channel: str, since: StreamPosition | None, limit: int | None
+    ) -> HistoryResult:
+        epoch, offset, records = await self._execute(
+            shard,
+            shard.history,
+            keys=(rs.meta_key(channel), rs.history_key(channel)),
+            args=(
+                "" if since is None else since.epoch,
+                0 if since is None else since.offset,
+                -1 if limit is None else limit,
+                new_epoch(),
+                self._meta_ttl_ms,
+            ),
+        )
+        epoch = epoch.decode()
+        publications = [rs.decode_history(record, epoch) for record in records]
+        return HistoryResult(StreamPosition(offset, epoch), publications)
+
+    def _publish_locally(
+        self, shard: Shard, channel: str, data: bytes, user: str | None
+    ) -> StreamPosition:
+        offset = shard.local_offsets.get(channel, 0) + 1
+        shard.local_offsets[channel] = offset
+        publication = Publication(offset, shard.local_epoch, data, user)
+        if shard.pubsub_name(channel) in shard.channels:
+            self._positions[channel] = publication
+            self._deliver(self._sink.on_publication, channel, publication)
+        return StreamPosition(offset, shard.local_epoch)
+
+    async def add_presence(self, channel: str, info: ClientInfo) -> None:
+        self._present.setdefault(channel, {})[info.client] = info
+        await self._add_presence(self.shard(channel), channel, info)
+
+    async def _add_presence(self, shard: Shard, channel: str, info: ClientInfo) -> None:
+        await self._execute(
+            shard,
+            shard.add_presence,
+            keys=(rs.presence_key(channel),),
+            args=(info.client, rs.encode_presence(info), self._presence_ttl_ms),
+        )
+
+    async def remove_presence(self, channel: str, client: str) -> None:
+        clients = self._present.get(channel)
+        if clients is not None:
+            clients.pop(client, None)
+            if not clients:
+                del self._present[channel]
+        shard = self.shard(channel)
+        await self._execute(shard, shard.redis.hdel, rs.presence_key(channel), client)
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo]:
+        shard = self.shard(channel)
+        flat = await self._execute(shard, shard.presence, keys=(rs.presence_key(channel),))
+        return {
+            client.decode(): rs.decode_presence(client, record)
+            for client, record in zip(flat[::2], flat[1::2], strict=True)
+        }
+
+    async def publish_join(self, channel: str, info: ClientInfo) -> None:
+        await self._publish_member(channel, b"j", info)
+
+    async def publish_leave(self, channel: str, info: ClientInfo) -> None:
+        await self._publish_member(channel, b"l", info)
+
+    async def _publish_member(self, channel: str, kind: bytes, info: ClientInfo) -> None:
+        shard = self.shard(channel)
+        name = shard.pubsub_name(channel)
+        if shard.breaker.state != CLOSED and self.local_delivery_on_outage:
+            if name in shard.channels:
+                callback = self._sink.on_join if kind == b"j" else self._sink.on_leave
+                self._deliver(callback, channel, info)
+            return
+        await self._execute(shard, shard.redis.publish, name, kind + rs.encode_client(info))
+
+    async def send_to_user(self, user: str, sender: str | None, data: bytes) -> None:
+        shard = self.shard(user)
+        message = rs.encode_user_message(user, sender, data)
+        await self._execute(shard, shard.redis.publish, shard.control, message)
+
+    async def disconnect_user(self, user: str, code: int, reason: str) -> None:
+        shard = self.shard(user)
+        message = rs.encode_user_disconnect(user, code, reason)
+        await self._execute(shard, shard.redis.publish, shard.control, message)
+
+    def _end_local_delivery(self, shard: Shard) -> None:
+        if self.local_delivery_on_outage:
+            shard.local_offsets = {}
+
+
+__all__ = ["RedisBroker"]

@@ -1,0 +1,280 @@
+"""What the Redis broker keeps in Redis and sends through it: key names, records, Lua.
+
+Keys of one channel share the hash tag ``{channel}`` (channel names cannot hold
+braces), so in a Redis Cluster they sit in one slot and one script may touch
+them all::
+
+    fastws:{C}:m   hash  e = epoch, o = last offset      (expires history_meta_ttl
+                                                          after the last publication)
+    fastws:{C}:h   list  history records, oldest first  (expires history_ttl after
+                                                          the last publication)
+    fastws:{C}:p   hash  client id -> presence record   (expires presence_ttl after
+                                                          the last add)
+
+Pub/sub channels: ``fastws:{C}`` carries the channel's publications, joins and
+leaves; ``fastws:ctl`` carries private messages and user disconnects to every
+node. Redis pub/sub ignores the database number, so with a database other than
+0 both names get the suffix ``@DB`` and hubs on other databases stay apart.
+
+Records are ``,``-separated decimal fields followed by raw bytes; a user name
+is preceded by its length (-1 when there is none), so no escaping is needed:
+
+    publication message   p OFFSET , EPOCH , ULEN , USER DATA
+    history record          OFFSET , EXPIRES_MS , ULEN , USER DATA
+    join / leave message  j|l CLEN , CLIENT ULEN , USER INFO
+    presence record         EXPIRES_MS , ULEN , USER INFO
+    user message          m ULEN , SLEN , USER SENDER DATA
+    user disconnect       d CODE , ULEN , USER REASON
+
+Times come from Redis (``TIME``), so the clocks of the nodes do not matter.
+"""
+
+from __future__ import annotations
+
+from fastws.hub.broker.base import ClientInfo, Publication
+
+KEY_PREFIX = "fastws:"
+CONTROL = "fastws:ctl"
+
+PUBLICATION = ord("p")
+JOIN = ord("j")
+LEAVE = ord("l")
+USER_MESSAGE = ord("m")
+USER_DISCONNECT = ord("d")
+
+
+def meta_key(channel: str) -> str:
+    return f"fastws:{{{channel}}}:m"
+
+
+def history_key(channel: str) -> str:
+    return f"fastws:{{{channel}}}:h"
+
+
+def presence_key(channel: str) -> str:
+    return f"fastws:{{{channel}}}:p"
+
+
+def pubsub_suffix(db: int) -> str:
+    return f"@{db}" if db else ""
+
+
+def pubsub_name(channel: str, suffix: str) -> bytes:
+    return f"fastws:{{{channel}}}{suffix}".encode()
+
+
+# -- records -------------------------------------------------------------------------
+
+
+def user_field(user: str | None) -> bytes:
+    """``ULEN , USER`` (the bytes that follow are the record's payload)."""
+    if user is None:
+        return b"-1,"
+    encoded = user.encode()
+    return b"%d,%s" % (len(encoded), encoded)
+
+
+def _split_user(rest: bytes) -> tuple[str | None, bytes]:
+    length, _, tail = rest.partition(b",")
+    size = int(length)
+    if size < 0:
+        return None, tail
+    return tail[:size].decode(), tail[size:]
+
+
+def decode_publication(payload: bytes) -> Publication:
+    """A ``p`` message (the leading ``p`` included)."""
+    offset, epoch, rest = payload[1:].split(b",", 2)
+    user, data = _split_user(rest)
+    return Publication(int(offset), epoch.decode(), data, user)
+
+
+def decode_history(record: bytes, epoch: str) -> Publication:
+    offset, _expires, rest = record.split(b",", 2)
+    user, data = _split_user(rest)
+    return Publication(int(offset), epoch, data, user)
+
+
+def encode_client(info: ClientInfo) -> bytes:
+    """``CLEN , CLIENT ULEN , USER INFO`` for join and leave messages."""
+    return user_field(info.client) + user_field(info.user) + (info.info or b"")
+
+
+def decode_client(payload: bytes) -> ClientInfo:
+    """A ``j`` or ``l`` message (the leading letter included)."""
+    client, rest = _split_user(payload[1:])
+    user, info = _split_user(rest)
+    return ClientInfo(client or "", user or "", info or None)
+
+
+def encode_presence(info: ClientInfo) -> bytes:
+    """``ULEN , USER INFO``: the script puts the expiry in front."""
+    return user_field(info.user) + (info.info or b"")
+
+
+def decode_presence(client: bytes, record: bytes) -> ClientInfo:
+    _expires, rest = record.split(b",", 1)
+    user, info = _split_user(rest)
+    return ClientInfo(client.decode(), user or "", info or None)
+
+
+def encode_user_message(user: str, sender: str | None, data: bytes) -> bytes:
+    target = user.encode()
+    source = b"" if sender is None else sender.encode()
+    size = -1 if sender is None else len(source)
+    return b"m%d,%d,%s%s%s" % (len(target), size, target, source, data)
+
+
+def encode_user_disconnect(user: str, code: int, reason: str) -> bytes:
+    target = user.encode()
+    return b"d%d,%d,%s%s" % (code, len(target), target, reason.encode())
+
+
+def decode_user_message(payload: bytes) -> tuple[str, str | None, bytes]:
+    user_length, sender_length, rest = payload[1:].split(b",", 2)
+    size = int(user_length)
+    user = rest[:size].decode()
+    sender_size = int(sender_length)
+    if sender_size < 0:
+        return user, None, rest[size:]
+    end = size + sender_size
+    return user, rest[size:end].decode(), rest[end:]
+
+
+def decode_user_disconnect(payload: bytes) -> tuple[str, int, str]:
+    code, user_length, rest = payload[1:].split(b",", 2)
+    size = int(user_length)
+    return rest[:size].decode(), int(code), rest[size:].decode()
+
+
+# -- scripts ---------------------------------------------------------------------------
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# The stream position: created with the caller's random epoch when missing (a
+# lost or expired stream), and then its old history is dropped with it.
+_POSITION = """
+local meta = redis.call('HMGET', KEYS[1], 'e', 'o')
+local epoch, offset = meta[1], tonumber(meta[2])
+if not epoch then
+  epoch, offset = NEW_EPOCH, 0
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+  redis.call('PEXPIRE', KEYS[1], META_TTL)
+  redis.call('DEL', KEYS[2])
+end
+"""
+
+# KEYS: meta, history. ARGV: pub/sub channel, ULEN,USER DATA, history size,
+# history ttl ms, meta ttl ms, new epoch. Returns {offset, epoch}.
+PUBLISH = (
+    _POSITION.replace("NEW_EPOCH", "ARGV[6]").replace("META_TTL", "ARGV[5]")
+    + """
+offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+local size = tonumber(ARGV[3])
+if size > 0 then
+"""
+    + _NOW
+    + """
+  local ttl = tonumber(ARGV[4])
+  local record = string.format('%d,%d,', offset, now + ttl) .. ARGV[2]
+  redis.call('RPUSH', KEYS[2], record)
+  redis.call('LTRIM', KEYS[2], -size, -1)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+else
+  redis.call('DEL', KEYS[2])
+end
+redis.call('PUBLISH', ARGV[1], string.format('p%d,', offset) .. epoch .. ',' .. ARGV[2])
+return {offset, epoch}
+"""
+)
+
+# KEYS: meta, history. ARGV: since epoch ('' for none), since offset, limit (-1:
+# no limit), new epoch, meta ttl ms. Returns {epoch, offset, records}; records
+# of expired publications are dropped first. History offsets are consecutive,
+# so the first wanted record is found by arithmetic.
+HISTORY = (
+    _POSITION.replace("NEW_EPOCH", "ARGV[4]").replace("META_TTL", "ARGV[5]")
+    + """
+local limit = tonumber(ARGV[3])
+if limit == 0 then return {epoch, offset, {}} end
+"""
+    + _NOW
+    + """
+local first = redis.call('LINDEX', KEYS[2], 0)
+while first do
+  local expires = tonumber(string.match(first, '^%d+,(%d+),'))
+  if expires > now then break end
+  redis.call('LPOP', KEYS[2])
+  first = redis.call('LINDEX', KEYS[2], 0)
+end
+if not first then return {epoch, offset, {}} end
+local start = 0
+if ARGV[1] ~= '' then
+  if ARGV[1] ~= epoch then return {epoch, offset, {}} end
+  start = tonumber(ARGV[2]) + 1 - tonumber(string.match(first, '^(%d+),'))
+  if start < 0 then start = 0 end
+end
+local stop = -1
+if limit > 0 then stop = start + limit - 1 end
+return {epoch, offset, redis.call('LRANGE', KEYS[2], start, stop)}
+"""
+)
+
+# KEYS: presence hash. ARGV: client id, ULEN,USER INFO, ttl ms.
+ADD_PRESENCE = (
+    _NOW
+    + """
+local ttl = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%d,', now + ttl) .. ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 1
+"""
+)
+
+# KEYS: presence hash. Returns {client, record, ...} of live entries; expired
+# ones are removed.
+PRESENCE = (
+    _NOW
+    + """
+local all = redis.call('HGETALL', KEYS[1])
+local live = {}
+for i = 1, #all, 2 do
+  local expires = tonumber(string.match(all[i + 1], '^(%d+),'))
+  if expires > now then
+    live[#live + 1] = all[i]
+    live[#live + 1] = all[i + 1]
+  else
+    redis.call('HDEL', KEYS[1], all[i])
+  end
+end
+return live
+"""
+)
+
+__all__ = [
+    "ADD_PRESENCE",
+    "CONTROL",
+    "HISTORY",
+    "PRESENCE",
+    "PUBLISH",
+    "decode_client",
+    "decode_history",
+    "decode_presence",
+    "decode_publication",
+    "decode_user_disconnect",
+    "decode_user_message",
+    "encode_client",
+    "encode_presence",
+    "encode_user_disconnect",
+    "encode_user_message",
+    "history_key",
+    "meta_key",
+    "presence_key",
+    "pubsub_name",
+    "pubsub_suffix",
+    "user_field",
+]

@@ -1,0 +1,1 @@
+"""Processes: the master (supervisor), its workers, and the links between them."""

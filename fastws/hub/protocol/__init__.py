@@ -1,0 +1,1 @@
+"""The hub's wire protocol: codes and the message encodings."""

@@ -1,0 +1,221 @@
+"""Redis failing under hub nodes: they degrade (503 at once, /ready 503, /health 200),
+lose nothing silently, and recover by themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+from fastws.hub.client import Client
+from tests.support.hub import HubClient
+from tests.support.hubprocess import HubProcess, dev_token, wait_until
+from tests.support.loops import run_async
+from tests.support.redis import RedisServer, hub_nodes, private_redis, redis_maker
+
+redis_server = private_redis
+make_redis = redis_maker
+
+FAST_RETRY = ("--broker-cooldown", "0.2", "--broker-cooldown-max", "1")
+
+
+def ready_state(node: HubProcess) -> tuple[int, dict | str]:
+    status, text = node.probe("/ready")
+    return status, (text if status == 200 else json.loads(text))
+
+
+async def publish(node: HubProcess, channel: str, data: object) -> tuple[int, dict]:
+    return await asyncio.to_thread(node.api, "/api/v1/publish", {"channel": channel, "data": data})
+
+
+def pubsub_client_id(redis: RedisServer, node: HubProcess) -> str:
+    """The Redis client id of ``node``'s pub/sub connection (it is named after the pid)."""
+    name = f"name=fastws-pubsub-{node.process.pid} "
+    for line in redis.command("CLIENT", "LIST").decode().splitlines():
+        if name in line + " ":
+            return line.split("id=", 1)[1].split()[0]
+    raise AssertionError(f"no pub/sub connection of pid {node.process.pid}")
+
+
+@run_async(loops=("uvloop",), timeout=120)
+async def test_a_node_started_without_redis_becomes_ready_when_redis_starts(make_redis) -> None:
+    redis = make_redis(start=False)
+    async with hub_nodes(redis.url, 1, *FAST_RETRY) as (node,):
+        assert node.probe("/health") == (200, "ok")
+        status, body = ready_state(node)
+        assert status == 503 and body["ready"] is False
+        assert body["broker"]["state"] == "starting"
+        assert body["broker"]["circuit"] in ("open", "half_open")
+        client = await HubClient.open(node.port)  # connecting needs no broker
+        code, message = await client.error("subscribe", {"channel": "room:a"})
+        assert code == 503 and "redis" in message
+        status, reply = await publish(node, "room:a", 1)
+        assert status == 503 and reply["error"]["code"] == 503
+
+        await asyncio.to_thread(redis.start)
+        await asyncio.to_thread(node.wait_ready)
+        assert node.broker_status()["state"] == "up"
+        await client.result("subscribe", {"channel": "room:a"})
+        status, reply = await publish(node, "room:a", "after")
+        assert status == 200
+        (push,) = await client.pushes_of("pub", 1)
+        assert push["data"] == "after" and push["offset"] == reply["result"]["offset"]
+        await client.close()
+
+
+@run_async(loops=("uvloop",), timeout=120)
+async def test_a_lost_pubsub_connection_is_resynced_without_client_action(
+    redis_server: RedisServer,
+) -> None:
+    """Redis stays up but node B's pub/sub connection is cut: B reconnects, subscribes
+    again and fills what it missed from history; its client notices nothing."""
+    args = ("--broker-cooldown", "1")
+    async with hub_nodes(redis_server.url, 2, *args) as (a, b):
+        client = await HubClient.open(b.port)
+        await client.result("subscribe", {"channel": "stream:cut"})
+        for i in range(5):
+            assert (await publish(a, "stream:cut", i))[0] == 200
+        await client.pushes_of("pub", 5)
+
+        redis_server.command("CLIENT", "KILL", "ID", pubsub_client_id(redis_server, b))
+        for i in range(5, 15):  # B is not subscribed in Redis while its circuit is open
+            assert (await publish(a, "stream:cut", i))[0] == 200
+        await asyncio.to_thread(wait_until, lambda: b.broker_status()["trips"] == 1, 10, "B trips")
+        await asyncio.to_thread(b.wait_ready)
+        for i in range(15, 20):
+            assert (await publish(a, "stream:cut", i))[0] == 200
+        pushes = await client.pushes_of("pub", 15, timeout=10)
+        assert [p["offset"] for p in pushes] == list(range(6, 21))
+        assert [p["data"] for p in pushes] == list(range(5, 20))
+        await client.no_more_pushes()  # and no disconnect: continuity was kept
+        await client.close()
+
+
+@run_async(loops=("uvloop",), timeout=180)
+async def test_redis_killed_and_restarted_under_load(redis_server: RedisServer) -> None:
+    redis = redis_server
+    args = (*FAST_RETRY, "--broker-failure-threshold", "2")
+    async with hub_nodes(redis.url, 2, *args) as (a, b):
+        received: list[tuple[str, object]] = []  # (epoch, publication)
+        resyncs: list[bool | None] = []
+        client = Client(
+            f"ws://127.0.0.1:{b.port}/connection", backoff_base=0.05, backoff_max=0.5
+        )
+        await client.connect()
+        sub = await client.subscribe(
+            "stream:load",
+            on_publication=lambda p: received.append((client.subscriptions["stream:load"].epoch, p)),
+            on_resync=lambda s: resyncs.append(s.recovered),
+        )
+        first_epoch = sub.epoch
+        token = await asyncio.to_thread(dev_token, b.port, "quiet")
+        member = await HubClient.open(b.port, token=token)  # in a channel nobody publishes to
+        await member.result("subscribe", {"channel": "room:quiet"})
+
+        acks: list[tuple[int, dict]] = []
+        stop = threading.Event()
+
+        def steady_load() -> None:
+            i = 0
+            while not stop.is_set() and i < 5000:
+                acks.append((i, a.api("/api/v1/publish", {"channel": "stream:load", "data": i})))
+                i += 1
+                time.sleep(0.01)
+
+        load = asyncio.create_task(asyncio.to_thread(steady_load))
+        try:
+            await wait_for(lambda: len(received) >= 20, "publications before the kill")
+            redis.kill()
+            await wait_for(lambda: any(status == 503 for _, (status, _) in acks[-5:]), "503s")
+            for node in (a, b):
+                assert node.probe("/health") == (200, "ok")
+                status, body = await asyncio.to_thread(ready_state, node)
+                assert status == 503 and body["broker"]["state"] == "degraded"
+            assert a.broker_status()["circuit"] in ("open", "half_open")
+            failed = [reply for _, (status, reply) in acks if status == 503]
+            assert failed[0]["error"]["code"] == 503
+            code, _ = await member.error("presence", {"channel": "room:quiet"})
+            assert code == 503
+
+            await asyncio.to_thread(redis.start)
+            for node in (a, b):
+                await asyncio.to_thread(node.wait_ready)
+            await wait_for(
+                lambda: sub.epoch != first_epoch and len(received) > 0 and resyncs,
+                "the subscriber back on the new stream",
+            )
+            count = len(received)
+            await wait_for(lambda: len(received) >= count + 10, "publications after recovery")
+        finally:
+            stop.set()
+            await load
+
+        # The stream broke (Redis lost everything): the client was told, not fooled.
+        assert resyncs and resyncs[0] is False
+        # What it received is in order, without duplicates, within each epoch.
+        assert {epoch for epoch, _ in received} == {first_epoch, sub.epoch}
+        before = [p.offset for epoch, p in received if epoch == first_epoch]
+        after = [p for epoch, p in received if epoch == sub.epoch]
+        assert before == list(range(1, len(before) + 1))
+        assert [p.offset for p in after] == list(range(after[0].offset, after[-1].offset + 1))
+        # Nothing acknowledged in the new stream since the client rejoined it was lost.
+        acked = [
+            (reply["result"]["offset"], i)
+            for i, (status, reply) in acks
+            if status == 200 and reply["result"]["epoch"] == sub.epoch
+        ]
+        wanted = [i for offset, i in acked if after[0].offset <= offset <= after[-1].offset]
+        assert [p.data for p in after] == wanted
+        # Presence entries lost with Redis were put back by their node at once.
+        status, reply = await asyncio.to_thread(a.api_get, "/api/v1/presence?channel=room:quiet")
+        assert status == 200 and list(reply["result"]["clients"]) == [member.client_id]
+        # Node B subscribed to room:quiet again by itself: a publication there reaches it,
+        # shows a new stream, and the member is told to resubscribe (4010).
+        assert (await publish(a, "room:quiet", "new stream"))[0] == 200
+        assert (await member.closed())[0] == 4010
+        await client.close()
+
+
+@run_async(loops=("uvloop",), timeout=120)
+async def test_local_delivery_during_an_outage_changes_the_epoch(redis_server: RedisServer) -> None:
+    redis = redis_server
+    args = (*FAST_RETRY, "--local-delivery-on-outage", "true", "--broker-failure-threshold", "1")
+    async with hub_nodes(redis.url, 1, *args) as (node,):
+        client = await HubClient.open(node.port)
+        reply = await client.result("subscribe", {"channel": "stream:local"})
+        epoch = reply["epoch"]
+        assert (await publish(node, "stream:local", "before"))[0] == 200
+        await client.pushes_of("pub", 1)
+
+        redis.kill()
+        await wait_for(lambda: node.broker_status()["circuit"] != "closed", "circuit open")
+        status, reply = await publish(node, "stream:local", "during")
+        assert status == 200 and reply["result"]["epoch"].startswith("local-")
+        # The epoch changed under the subscriber: it is closed to resubscribe (4010).
+        assert (await client.closed())[0] == 4010
+        again = await HubClient.open(node.port)
+        since = {"epoch": epoch, "offset": 1}
+        reply = await again.result("subscribe", {"channel": "stream:local", "since": since})
+        assert reply["recovered"] is False and reply["epoch"].startswith("local-")
+        status, reply = await publish(node, "stream:local", "still during")
+        assert status == 200 and reply["result"]["offset"] == 2
+        (push,) = await again.pushes_of("pub", 1)
+        assert push["data"] == "still during"
+
+        await asyncio.to_thread(redis.start)
+        await asyncio.to_thread(node.wait_ready)
+        status, reply = await publish(node, "stream:local", "after")
+        assert status == 200 and not reply["result"]["epoch"].startswith("local-")
+        assert reply["result"]["epoch"] != epoch
+        assert (await again.closed())[0] == 4010  # and again when Redis is back
+        await client.close()
+
+
+async def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
+    """Poll ``predicate`` (the loop keeps running) until true, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {what}")
+        await asyncio.sleep(0.02)

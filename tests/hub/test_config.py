@@ -1,0 +1,166 @@
+"""Configuration: defaults, the TOML file, env variables, flags, and their checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from fastws.hub.config import (
+    NO_FEATURES,
+    ChannelOptions,
+    ConfigError,
+    HubConfig,
+    check_file,
+    load_config,
+)
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "hub.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_are_valid_and_give_the_demo_rooms_history() -> None:
+    config = load_config({}, {})
+    assert (config.host, config.port, config.broker) == ("127.0.0.1", 8080, "memory://")
+    assert config.insecure
+    chat = config.channel_options("chat:lobby")
+    assert chat.history_size > 0 and chat.history_ttl > 0 and chat.presence and chat.join_leave
+    assert config.channel_options("other") is NO_FEATURES
+
+
+def test_file_then_env_then_flags(tmp_path) -> None:
+    path = write(
+        tmp_path,
+        """
+port = 9000
+host = "0.0.0.0"
+jwt_secret = "from the file"
+command_rate = 5
+allowed_origins = ["https://a.example"]
+
+[[channels]]
+pattern = "room:*"
+history_size = 10
+history_ttl = 30
+presence = true
+""",
+    )
+    environ = {"FASTWS_CONFIG": path, "FASTWS_PORT": "9100", "FASTWS_API_KEY": "env-key"}
+    config = load_config({"port": "9200"}, environ)
+    assert config.port == 9200  # flag over env over file
+    assert config.api_key == "env-key"
+    assert config.host == "0.0.0.0" and config.jwt_secret == "from the file"
+    assert config.command_rate == 5.0 and config.allowed_origins == ["https://a.example"]
+    assert config.channels == [ChannelOptions("room:*", 10, 30.0, True, False)]
+    assert config.channel_options("chat:x") is NO_FEATURES  # the file replaces the defaults
+    assert not config.insecure
+    env_only = load_config({}, {"FASTWS_ALLOWED_ORIGINS": "https://a, https://b"})
+    assert env_only.allowed_origins == ["https://a", "https://b"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("prot = 1", r"unknown key 'prot' \(did you mean 'port'\?\)"),
+        ("port = 'x'", r"port: expected an integer, got str"),
+        ("port = true", r"port: expected an integer"),
+        ("jwt_leeway = 'soon'", r"jwt_leeway: expected a number"),
+        ("allowed_origins = 'a'", r"allowed_origins: expected an array of strings"),
+        ("port = 70000", r"port: 70000 is not between"),
+        ("workers = 'many'", r'workers: expected an integer or "auto"'),
+        ("broker = 'kafka://localhost'", r"supported schemes: memory://, redis://"),
+        ("log_level = 'loud'", r"log_level"),
+        ("max_subscriptions = 0", r"max_subscriptions: must be positive"),
+        ("jwt_public_key = '/no/such.pem'", r"jwt_public_key: no such file"),
+        ("[[channels]]\nhistory_size = 1", r"channels\[0\]: the 'pattern' key is missing"),
+        ("[[channels]]\npattern = 'a'\nhistory = 1", r"channels\[0\]: unknown key 'history'"),
+        ("[[channels]]\npattern = 'a*b'", r"channels\[0\].pattern: .*not at the end"),
+        ("[[channels]]\npattern = 'a'\npresence = 1", r"channels\[0\].presence: expected true"),
+        (
+            "[[channels]]\npattern = 'a'\nhistory_size = 5",
+            r"channels\[0\].history_ttl: must be positive",
+        ),
+        ("[[channels]]\npattern = 'a'\n[[channels]]\npattern = 'a'", r"appears twice"),
+        ("channels = 3", r"channels: expected an array of tables"),
+        ("port = ", r"not valid TOML"),
+    ],
+)
+def test_bad_files_name_the_bad_key(tmp_path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=expected) as caught:
+        check_file(path)
+    assert str(caught.value).startswith(path)
+
+
+def test_bad_env_and_flag_values_name_their_source() -> None:
+    with pytest.raises(ConfigError, match="FASTWS_PORT: expected an integer, got 'abc'"):
+        load_config({}, {"FASTWS_PORT": "abc"})
+    with pytest.raises(ConfigError, match="--jwt-leeway: expected a number"):
+        load_config({"jwt_leeway": "x"}, {})
+    with pytest.raises(ConfigError, match="no such file|cannot read"):
+        load_config({}, {}, path="/no/such/file.toml")
+
+
+def test_every_option_has_a_flag_and_an_env_variable() -> None:
+    from fastws.cli import _parser
+
+    help_text = _parser().format_help()
+    for name in HubConfig.__dataclass_fields__:
+        if name == "channels":
+            continue
+        assert "--" + name.replace("_", "-") in help_text, name
+        assert "FASTWS_" + name.upper() in help_text, name
+
+
+def test_check_config_command(tmp_path) -> None:
+    good = write(tmp_path, "port = 9000\n[[channels]]\npattern = 'x:*'\npresence = true\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "fastws", "check-config", good],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ok" in done.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = 9000\nmax_conections = 5\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "fastws", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "max_conections" in done.stderr and "max_connections" in done.stderr
+
+
+def test_every_option_is_documented() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "hub.md").read_text()
+    for name in HubConfig.__dataclass_fields__:
+        assert f"| `{name}` |" in text, name
+
+
+def test_workers_auto_is_one_per_core_and_operations_options_are_checked(tmp_path) -> None:
+    from fastws.hub.config import cpu_count, values_from_mapping
+
+    assert load_config({"workers": "auto"}, {}).workers == cpu_count() >= 1
+    assert load_config({}, {"FASTWS_WORKERS": "3"}).workers == 3
+    assert values_from_mapping({"workers": "auto"})["workers"] == cpu_count()
+    cert = tmp_path / "cert.pem"
+    cert.write_text("-")
+    for flags, expected in [
+        ({"log_format": "xml"}, "log_format: 'xml' is not one of plain, json"),
+        ({"keyfile": str(cert)}, "keyfile: needs certfile"),
+        ({"certfile": str(tmp_path / "none.pem")}, "certfile: no such file"),
+        ({"drain_window": "-1"}, "drain_window: must not be negative"),
+    ]:
+        with pytest.raises(ConfigError, match=expected):
+            load_config(flags, {})
+    config = load_config({"certfile": str(cert), "drain_window": "2.5", "metrics": "off"}, {})
+    assert (config.certfile, config.drain_window, config.metrics) == (str(cert), 2.5, False)

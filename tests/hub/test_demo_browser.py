@@ -1,0 +1,158 @@
+"""The demo chat page in headless Chromium against ``python -m fastws``.
+
+Needs Debian's Chromium at /usr/bin/chromium (``apt-get install -y chromium``)
+and Playwright for Python (``pip install playwright``); Playwright's own
+browser downloads are not used. Missing either fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support.hubprocess import ROOT, HubProcess
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCREENSHOT = ROOT / "test-output" / "demo.png"
+
+
+def require_browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(
+            f"Chromium is not installed at {CHROMIUM}: run `apt-get install -y chromium` as root",
+            pytrace=False,
+        )
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("Playwright for Python is missing: run `pip install playwright`", pytrace=False)
+    return sync_api
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with HubProcess(api_key=None) as process:  # development mode, as a newcomer runs it
+        yield process
+
+
+def launch(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def login(page, port: int, name: str, expect) -> None:
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.get_by_test_id("name").fill(name)
+    page.get_by_test_id("login").click()
+    expect(page.get_by_test_id("status")).to_have_text(f"connected as {name}")
+
+
+def say(page, text: str) -> None:
+    page.get_by_test_id("message-input").fill(text)
+    page.get_by_test_id("send").click()
+
+
+def test_two_people_chat_and_one_recovers_after_a_drop(hub) -> None:
+    sync_api = require_browser()
+    expect = sync_api.expect
+    expect.set_options(timeout=10_000)
+    errors: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            pages = []
+            for _ in range(2):
+                context = browser.new_context(viewport={"width": 1200, "height": 720})
+                page = context.new_page()
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                pages.append(page)
+            ann, bob = pages
+            login(ann, hub.port, "ann", expect)
+            login(bob, hub.port, "bob", expect)
+
+            # Both are in the lobby (joined on login) and see each other.
+            for page in (ann, bob):
+                expect(page.locator("#room-title")).to_have_text("chat:lobby")
+                people = page.get_by_test_id("presence").locator("li")
+                expect(people).to_have_count(2)
+                expect(people).to_have_text(["ann", "bob"])
+
+            say(ann, "hello bob")
+            expect(bob.locator("[data-testid=message] .text")).to_have_text(["hello bob"])
+            expect(bob.locator("[data-testid=message] .who")).to_have_text(["ann"])
+
+            ann.get_by_test_id("pm-user").fill("bob")
+            ann.get_by_test_id("pm-text").fill("psst, a secret")
+            ann.get_by_test_id("pm-send").click()
+            expect(bob.locator("[data-testid=pm-received] .text")).to_have_text(["psst, a secret"])
+            expect(bob.locator("[data-testid=pm-received] .who")).to_have_text(["from ann"])
+            expect(ann.locator("[data-testid=pm-sent] .who")).to_have_text(["to bob"])
+
+            # Bob's page loses its socket. Its reconnect asks for a fresh token
+            # first: holding that request keeps Bob away while Ann talks.
+            held = []
+            bob.route("**/api/dev/token*", lambda route: held.append(route))
+            bob.get_by_test_id("drop").click()
+            expect(bob.get_by_test_id("status")).to_have_attribute("data-state", "reconnecting")
+            expect(ann.get_by_test_id("presence").locator("li")).to_have_text(["ann"])
+            say(ann, "while you were away")
+            expect(ann.get_by_test_id("message")).to_have_count(2)
+            expect(bob.get_by_test_id("message")).to_have_count(1)
+            for _ in range(200):
+                if held:
+                    break
+                bob.wait_for_timeout(50)
+            assert held, "the page did not try to reconnect"
+            for route in held:
+                route.continue_()
+            bob.unroute("**/api/dev/token*")
+
+            expect(bob.get_by_test_id("status")).to_have_text("connected as bob")
+            recovered = bob.locator("[data-testid=message][data-recovered=true]")
+            expect(recovered).to_have_count(1)
+            expect(recovered).to_contain_text("while you were away")
+            expect(bob.locator(".note")).to_contain_text(["1 missed message recovered"])
+            expect(bob.get_by_test_id("presence").locator("li")).to_have_text(["ann", "bob"])
+
+            say(ann, "welcome back")
+            expect(bob.get_by_test_id("message")).to_have_count(3)
+            expect(bob.get_by_test_id("message").last).to_have_attribute("data-recovered", "false")
+            expect(bob.get_by_test_id("message").last).to_contain_text("welcome back")
+
+            say(bob, "thanks, I saw it")
+            expect(ann.locator("[data-testid=message] .text").last).to_have_text("thanks, I saw it")
+
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            bob.mouse.move(600, 500)
+            bob.screenshot(path=str(SCREENSHOT))
+        finally:
+            browser.close()
+    assert errors == []
+    assert Path(SCREENSHOT).stat().st_size > 10_000
+
+
+def test_the_page_survives_a_hub_restart_and_says_what_was_lost() -> None:
+    sync_api = require_browser()
+    expect = sync_api.expect
+    with HubProcess(api_key=None) as hub, sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page()
+            login(page, hub.port, "carol", expect)
+            say(page, "before the crash")
+            expect(page.locator("[data-testid=message] .text")).to_have_text(["before the crash"])
+
+            hub.kill()
+            expect(page.get_by_test_id("status")).to_have_attribute("data-state", "reconnecting")
+            hub.start()
+            # The page retries with backoff (a new token each time) until the hub is back.
+            expect(page.get_by_test_id("status")).to_have_text("connected as carol", timeout=30_000)
+            expect(page.locator(".note.warn")).to_contain_text(["could not be recovered"])
+            say(page, "after the restart")
+            expect(page.locator("[data-testid=message] .text")).to_have_text(
+                ["before the crash", "after the restart"]
+            )
+        finally:
+            browser.close()

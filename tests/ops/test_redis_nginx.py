@@ -1,0 +1,83 @@
+"""A deployment: nginx (docs/nginx.conf) in front of two hub nodes on one Redis.
+
+A client connected through nginx keeps its subscription when its node stops:
+it reconnects through nginx, lands on the other node and recovers what it
+missed from the history in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastws.hub.client import Client
+from tests.support.hubprocess import HubProcess, http
+from tests.support.loops import run_async
+from tests.support.nginx import Nginx
+from tests.support.redis import RedisServer, hub_nodes, private_redis
+
+redis_server = private_redis
+
+
+def connections(node: HubProcess) -> int:
+    status, body = node.api_get("/api/v1/info")
+    assert status == 200, body
+    return body["result"]["connections"]
+
+
+async def wait_for(predicate, what: str, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await asyncio.to_thread(predicate):
+        if loop.time() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {what}")
+        await asyncio.sleep(0.05)
+
+
+@run_async(loops=("uvloop",), timeout=120)
+async def test_a_client_behind_nginx_survives_its_node_stopping(redis_server: RedisServer) -> None:
+    async with hub_nodes(redis_server.url, 2) as nodes:
+        nginx = Nginx([node.port for node in nodes])
+        try:
+            await asyncio.to_thread(nginx.start)
+            received = []
+            resyncs = []
+            client = Client(
+                f"ws://127.0.0.1:{nginx.port}/connection", backoff_base=0.05, backoff_max=0.5
+            )
+            await client.connect()
+            sub = await client.subscribe(
+                "stream:lb", on_publication=received.append, on_resync=resyncs.append
+            )
+            api_key = {"Authorization": f"apikey {nodes[0].api_key}"}
+
+            def publish_through_nginx(i: int) -> bool:
+                body = {"channel": "stream:lb", "data": i}
+                status, reply = http(nginx.port, "/api/v1/publish", body, api_key)
+                assert status == 200, reply  # the HTTP API through the proxy too
+                return True
+
+            for i in range(10):
+                await asyncio.to_thread(publish_through_nginx, i)
+            await wait_for(lambda: len(received) == 10, "10 publications")
+            counts = [await asyncio.to_thread(connections, node) for node in nodes]
+            assert sorted(counts) == [0, 1]
+            serving, other = (nodes[0], nodes[1]) if counts[0] else (nodes[1], nodes[0])
+
+            await asyncio.to_thread(serving.stop)  # SIGTERM: clients are told 1001, reconnect
+            for i in range(10, 20):  # while the client finds its way to the other node
+                status, reply = await asyncio.to_thread(
+                    other.api, "/api/v1/publish", {"channel": "stream:lb", "data": i}
+                )
+                assert status == 200, reply
+            await wait_for(lambda: len(received) == 20, "20 publications")
+            await wait_for(lambda: connections(other) == 1, "the client on the other node")
+            assert client.reconnects >= 1
+            assert [p.offset for p in received] == list(range(1, 21))
+            assert [p.data for p in received] == list(range(20))
+            assert sub.recovered is True and resyncs == []
+            await client.close()
+        except BaseException:
+            print(f"--- nginx ---\n{nginx.log()}")
+            raise
+        finally:
+            await asyncio.to_thread(nginx.cleanup)

@@ -1,0 +1,242 @@
+"""Zero-downtime reload (SIGHUP) and upgrade (SIGUSR2) of a real master, under load."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import orjson
+
+import fastws
+from fastws.hub import Client
+from tests.support.hub import http
+from tests.support.loops import run_async
+from tests.support.ops import RunningHub
+
+CHANNEL = "load:main"
+CONFIG = """
+[[channels]]
+pattern = "load:*"
+history_size = 2000
+history_ttl = 300
+"""
+EXTRA = """
+[[channels]]
+pattern = "extra:*"
+presence = true
+"""
+
+
+class Load:
+    """A publisher and new-connection loops running against the hub until stopped."""
+
+    def __init__(self, hub: RunningHub) -> None:
+        self.hub = hub
+        self.stopping = asyncio.Event()
+        self.acked: dict[int, int] = {}  # offset -> data of publications the API confirmed
+        self.epochs: set[str] = set()
+        self.failures: list[str] = []
+        self.handshakes = 0
+        self.restarted_early = 0  # connections told to reconnect (1012) right after opening
+        self.tasks: list[asyncio.Task] = []
+
+    def start(self, connectors: int = 2) -> None:
+        self.tasks.append(asyncio.create_task(self._publish()))
+        for _ in range(connectors):
+            self.tasks.append(asyncio.create_task(self._connect()))
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        await asyncio.wait_for(asyncio.gather(*self.tasks), 30)
+
+    async def _publish(self) -> None:
+        n = 0
+        while not self.stopping.is_set():
+            try:
+                status, body = await self.hub.api(
+                    "POST", "/api/publish", {"channel": CHANNEL, "data": n}
+                )
+            except (OSError, TimeoutError) as exc:
+                self.failures.append(f"publish {n}: {exc!r}")
+            else:
+                if status == 200:
+                    self.acked[body["result"]["offset"]] = n
+                    self.epochs.add(body["result"]["epoch"])
+                else:
+                    self.failures.append(f"publish {n}: HTTP {status} {body}")
+            n += 1
+            await asyncio.sleep(0.01)
+
+    async def _connect(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                async with asyncio.timeout(10):
+                    ws = await fastws.connect(self.hub.url(), subprotocols=["fastws.json"])
+            except Exception as exc:  # refused, reset, handshake error: all failures
+                self.failures.append(f"handshake: {exc!r}")
+                continue
+            self.handshakes += 1
+            try:
+                await ws.send('{"id": 1, "method": "connect"}')
+                async with asyncio.timeout(10):
+                    reply = orjson.loads(await ws.recv())
+                if reply.get("push") == "disconnect" and reply.get("code") == 1012:
+                    self.restarted_early += 1  # opened on a worker that just began draining
+                elif "result" not in reply:
+                    self.failures.append(f"connect command: {reply}")
+            except Exception as exc:
+                self.failures.append(f"after the handshake: {exc!r}")
+            finally:
+                await ws.close()
+
+
+async def until(predicate, timeout: float, what: str) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"not true within {timeout} s: {what}") from None
+
+
+@run_async(loops=("uvloop",), timeout=120)
+async def test_sighup_reload_under_load_loses_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text(CONFIG)
+    args = ("--workers", "2", "--config", str(config), "--drain-window", "2")
+    async with RunningHub(*args) as hub:
+        inboxes: list[list] = []
+        subscribers = []
+        for i in range(6):
+            client = Client(hub.url(), token=await hub.dev_token(f"s{i}"), backoff_base=0.2)
+            await client.connect()
+            inbox: list = []
+            await client.subscribe(CHANNEL, inbox.append)
+            subscribers.append(client)
+            inboxes.append(inbox)
+        load = Load(hub)
+        try:
+            load.start()
+            await until(lambda: len(load.acked) >= 50, 20, "publications before the reload")
+            old_workers = hub.workers()
+            status, _ = await hub.api("GET", "/api/presence?channel=extra:a")
+            assert status == 404  # presence is not enabled for extra:* yet
+            config.write_text(CONFIG + EXTRA)  # the reload reads the file again
+            hub.send(signal.SIGHUP)
+            await hub.wait_log("reload done")
+            await hub.wait_log("drained", count=len(old_workers))
+            await until(lambda: not set(old_workers) & set(hub.workers()), 20, "old workers gone")
+            published = len(load.acked)
+            await until(lambda: len(load.acked) >= published + 50, 20, "publications after")
+            await load.stop()
+            last = max(load.acked)
+            await until(
+                lambda: all(box and box[-1].offset >= last for box in inboxes),
+                20,
+                "every subscriber caught up",
+            )
+            assert load.failures == []
+            assert load.handshakes > 20
+            assert len(load.epochs) == 1  # history lived in the master through the reload
+            first = min(load.acked)
+            for client, box in zip(subscribers, inboxes, strict=True):
+                offsets = [p.offset for p in box]
+                # Every publication, in order, exactly once.
+                assert offsets == list(range(first, offsets[-1] + 1)), client
+                assert all(p.data == load.acked[p.offset] for p in box if p.offset in load.acked)
+                assert set(load.acked) <= set(offsets)
+                assert client.reconnects >= 1  # the reload did move it
+                assert client.subscriptions[CHANNEL].resyncs == 0
+            status, body = await hub.api("GET", "/api/presence?channel=extra:a")
+            assert status == 200, body  # the new configuration is in force
+        finally:
+            await asyncio.gather(*(c.close() for c in subscribers))
+            if not load.stopping.is_set():
+                await load.stop()
+        assert await hub.stop() == 0
+        assert "Traceback" not in hub.log()
+
+
+@run_async(loops=("uvloop",), timeout=120)
+async def test_sigusr2_replaces_the_master_without_closing_the_port() -> None:
+    async with RunningHub("--workers", "2", "--drain-window", "1") as hub:
+        client = Client(hub.url(), token=await hub.dev_token("watcher"), backoff_base=0.2)
+        await client.connect()
+        try:
+            await upgrade_under_probes(hub, client)
+        finally:
+            await client.close()
+        assert await hub.stop() == 0
+        assert "Traceback" not in hub.log()
+
+
+async def upgrade_under_probes(hub: RunningHub, client: Client) -> None:
+    resynced = asyncio.Event()
+    await client.subscribe("chat:up", on_resync=lambda sub: resynced.set())
+    status, body = await hub.api("POST", "/api/publish", {"channel": "chat:up", "data": 1})
+    first_epoch = body["result"]["epoch"]
+    stopping = asyncio.Event()
+    outcomes: dict = {"ok": 0, "failed": []}
+
+    async def probe() -> None:
+        while not stopping.is_set():
+            try:
+                status, _, _ = await http(hub.port, "GET", "/health")
+            except Exception as exc:
+                outcomes["failed"].append(repr(exc))
+            else:
+                if status == 200:
+                    outcomes["ok"] += 1
+                else:
+                    outcomes["failed"].append(f"HTTP {status}")
+            await asyncio.sleep(0.005)
+
+    probes = [asyncio.create_task(probe()) for _ in range(3)]
+    try:
+        await asyncio.sleep(0.5)
+        master, old_workers = hub.pid, hub.workers()
+        hub.send(signal.SIGUSR2)
+        assert await hub.wait_listening(2) == hub.port  # the new master, same port
+        await hub.wait_log("drained", count=len(old_workers))
+        await until(
+            lambda: not any(Path(f"/proc/{p}").exists() for p in old_workers),
+            20,
+            "old workers reaped",
+        )
+        await asyncio.sleep(0.5)
+    finally:
+        stopping.set()
+        await asyncio.gather(*probes)
+    assert outcomes["failed"] == []
+    assert outcomes["ok"] > 20
+    assert hub.process.returncode is None and hub.pid == master  # replaced in place
+    assert len(hub.workers()) == 2 and not set(hub.workers()) & set(old_workers)
+    # The memory broker started afresh: a new epoch, and the client was told.
+    status, body = await hub.api("POST", "/api/publish", {"channel": "chat:up", "data": 2})
+    assert status == 200 and body["result"]["epoch"] != first_epoch
+    await asyncio.wait_for(resynced.wait(), 15)
+    assert client.subscriptions["chat:up"].recovered is False
+
+
+@run_async(loops=("uvloop",), timeout=60)
+async def test_a_bad_reload_leaves_the_old_workers_serving(tmp_path: Path) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text(CONFIG)
+    async with RunningHub("--workers", "2", "--config", str(config)) as hub:
+        workers = hub.workers()
+        config.write_text("port = 'eighty'\n")  # refused before anything starts
+        hub.send(signal.SIGHUP)
+        await hub.wait_log("reload refused, the configuration is invalid")
+        bad = tmp_path / "bad.pem"
+        bad.write_text("not a certificate")
+        config.write_text(f'certfile = "{bad}"\n' + CONFIG)  # valid, but workers cannot start
+        hub.send(signal.SIGHUP)
+        await hub.wait_log("reload abandoned, a new worker failed: certfile: cannot load")
+        await until(lambda: hub.workers() == workers, 20, "only the old workers remain")
+        status, _, body = await http(hub.port, "GET", "/health")
+        assert (status, body) == (200, b"ok")
+        samples = await hub.metrics()
+        assert samples[("fastws_reloads_total", (("outcome", "failed"),))] == 2
+        assert samples[("fastws_workers", (("state", "serving"),))] == 2
+        assert await hub.stop() == 0

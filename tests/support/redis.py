@@ -1,0 +1,187 @@
+"""A private ``redis-server`` per test: a free port, no persistence, SIGKILL for faults.
+
+Never the system's Redis on 6379: each server here is a child process on a port
+bound just before, with ``--save "" --appendonly no``, so a kill loses
+everything as a crashed, unpersisted Redis would. A missing ``redis-server``
+fails the test with the command that installs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.support.hubprocess import HubProcess, free_port
+
+INSTALL_HINT = "apt-get install -y redis-server (or scripts/install-test-deps.sh)"
+
+
+def redis_server_binary() -> str:
+    path = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"redis-server is not installed; install it with: {INSTALL_HINT}", pytrace=False)
+    return path
+
+
+def redis_command(port: int, *args: str, timeout: float = 2.0) -> bytes:
+    """Send one command, return the raw reply (enough for PING, FLUSHALL, CLIENT KILL)."""
+    parts = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        encoded = arg.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(encoded), encoded))
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(b"".join(parts))
+        return sock.recv(65536)
+
+
+class RedisServer:
+    """``redis-server`` on a free loopback port; ``kill`` and ``start`` again keep the port."""
+
+    def __init__(self, port: int | None = None, *args: str) -> None:
+        self.binary = redis_server_binary()
+        self.port = port or free_port()
+        self.args = args  # more redis-server options, e.g. "--requirepass", "secret"
+        self.dir = tempfile.mkdtemp(prefix="fastws-redis-")
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        log = open(Path(self.dir) / "redis.log", "ab")  # noqa: SIM115 (the child holds it)
+        with log:
+            self.process = subprocess.Popen(
+                [
+                    self.binary,
+                    "--port", str(self.port),
+                    "--bind", "127.0.0.1",
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--dir", self.dir,
+                    "--daemonize", "no",
+                    *self.args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.dir,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if redis_command(self.port, "PING", timeout=0.5).startswith((b"+PONG", b"-NOAUTH")):
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"redis-server did not answer on port {self.port}:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL: the data and every connection are gone at once."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def command(self, *args: str) -> bytes:
+        return redis_command(self.port, *args)
+
+    def log(self) -> str:
+        path = Path(self.dir) / "redis.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def cleanup(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A started private Redis, killed and removed after the test whatever happens."""
+    server = RedisServer()
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def redis_maker() -> Iterator:
+    """Make more private Redis servers (started or not); all are cleaned up."""
+    made: list[RedisServer] = []
+
+    def make(start: bool = True, port: int | None = None, *args: str) -> RedisServer:
+        server = RedisServer(port, *args)
+        made.append(server)
+        return server.start() if start else server
+
+    try:
+        yield make
+    finally:
+        for server in made:
+            server.cleanup()
+
+
+CHANNELS_TOML = """
+[[channels]]
+pattern = "room:*"
+history_size = 100
+history_ttl = 300
+presence = true
+join_leave = true
+
+[[channels]]
+pattern = "stream:*"
+history_size = 1000
+history_ttl = 300
+"""
+
+
+@asynccontextmanager
+async def hub_nodes(broker: str, count: int = 2, *args: str) -> AsyncIterator[list[HubProcess]]:
+    """``count`` hub processes on ``broker`` with ``room:*`` (history, presence, join/leave)
+    and ``stream:*`` (long history) channels; stopped afterwards, logs shown on failure."""
+    descriptor, config = tempfile.mkstemp(prefix="fastws-hub-", suffix=".toml")
+    with os.fdopen(descriptor, "w") as file:
+        file.write(CHANNELS_TOML)
+    nodes = [
+        HubProcess(None, "--broker", broker, "--config", config, *args) for _ in range(count)
+    ]
+    try:
+        await asyncio.gather(*(asyncio.to_thread(node.start) for node in nodes))
+        yield nodes
+    except BaseException:
+        for node in nodes:
+            print(f"--- hub on port {node.port} ---\n{node.output()}")
+        raise
+    finally:
+        for node in nodes:
+            await asyncio.to_thread(node.stop)
+            with contextlib.suppress(OSError):
+                os.unlink(node.log_path)
+        os.unlink(config)
+
+
+__all__ = [
+    "CHANNELS_TOML",
+    "INSTALL_HINT",
+    "RedisServer",
+    "hub_nodes",
+    "private_redis",
+    "redis_command",
+    "redis_maker",
+]
