@@ -31,6 +31,8 @@ from prometheus_client.core import (
 
 import fastws
 from fastws.buffers import default_pool
+from fastws.hub.broker.base import Broker
+from fastws.hub.broker.circuit import BREAKER_STATES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -224,44 +226,24 @@ def _add(samples: list, name: str, labels: tuple = (), value: Any = 0) -> None:
     samples.append([name, list(labels), value])
 
 
-def _breakers(broker: Any) -> list[tuple[str, Any]]:
-    """(shard, CircuitBreaker-like) pairs a broker exposes, if any."""
-    found = []
-    breaker = getattr(broker, "breaker", None)
-    if breaker is not None and hasattr(breaker, "state"):
-        found.append(("0", breaker))
-    for i, item in enumerate(getattr(broker, "breakers", None) or ()):
-        if hasattr(item, "state"):
-            found.append((str(i), item))
-    for i, shard in enumerate(getattr(broker, "shards", None) or ()):
-        breaker = getattr(shard, "breaker", None)
-        if breaker is not None and hasattr(breaker, "state"):
-            found.append((str(i), breaker))
-    return found
-
-
-def broker_samples(broker: Any, worker: str) -> list[Sample]:
-    """Health, breaker state and (for the memory broker) sizes of one broker."""
+def broker_samples(broker: Broker, worker: str) -> list[Sample]:
+    """Health, circuit breakers and (when held in this process) sizes of one broker."""
     samples: list[Sample] = []
-    try:
-        up = 1 if broker.healthy else 0
-    except Exception:
-        up = 0
-    _add(samples, "fastws_broker_up", ("worker", worker), up)
+    _add(samples, "fastws_broker_up", ("worker", worker), int(broker.healthy))
     trips = 0
-    for shard, breaker in _breakers(broker):
-        for state in ("closed", "open", "half_open"):
-            value = 1 if breaker.state == state else 0
-            _add(samples, "fastws_broker_breaker_state", ("worker", worker, "shard", shard, "state", state), value)
-        trips += int(getattr(breaker, "trips", 0) or 0)
+    for shard, breaker in enumerate(broker.breakers()):
+        for state in BREAKER_STATES:
+            value = int(breaker.state == state)
+            labels = ("worker", worker, "shard", str(shard), "state", state)
+            _add(samples, "fastws_broker_breaker_state", labels, value)
+        trips += breaker.trips
     if trips:
         _add(samples, "fastws_broker_breaker_trips_total", (), trips)
-    sizes = getattr(broker, "sizes", None)
-    if callable(sizes):
-        streams, publications, presence = sizes()
-        _add(samples, "fastws_history_streams", ("worker", worker), streams)
-        _add(samples, "fastws_history_publications", ("worker", worker), publications)
-        _add(samples, "fastws_presence_entries", ("worker", worker), presence)
+    sizes = broker.sizes()
+    if sizes is not None:
+        _add(samples, "fastws_history_streams", ("worker", worker), sizes.streams)
+        _add(samples, "fastws_history_publications", ("worker", worker), sizes.publications)
+        _add(samples, "fastws_presence_entries", ("worker", worker), sizes.presence)
     return samples
 
 

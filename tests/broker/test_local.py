@@ -66,7 +66,7 @@ async def test_two_workers_share_streams_presence_and_users() -> None:
             ]
         present = await two.presence("c")
         assert present == {"x1": ClientInfo("x1", "alice", b'{"n":1}')}
-        assert host.sizes() == (1, 3, 1)
+        assert host.broker.sizes() == (1, 3, 1)
     finally:
         await one.close()
         await two.close()

@@ -7,9 +7,10 @@ import zlib
 
 import pytest
 
+import fastws.hub.broker.redis.scripts as rs
 from fastws.hub.broker import BrokerUnavailable, ClientInfo, PublishOptions, StreamPosition
 from fastws.hub.broker.redis import RedisBroker
-from fastws.hub.broker.redis import scripts as rs
+from fastws.hub.metrics import broker_samples
 from tests.support.loops import run_async
 from tests.support.redis import RedisServer, private_redis, redis_maker
 
@@ -225,6 +226,33 @@ async def test_resync_fills_the_gap_when_the_pubsub_connection_drops(
     assert b.trips == 1
     for broker in (a, b):
         await broker.close()
+
+
+@run_async()
+async def test_metrics_show_the_circuit_of_each_server_and_no_sizes(
+    redis_server: RedisServer, make_redis
+) -> None:
+    down = make_redis(start=False)
+    broker, _ = await started([redis_server.url, down.url])
+
+    def samples() -> dict:
+        return {(name, *labels): value for name, labels, value in broker_samples(broker, "0")}
+
+    def circuit(shard: str, state: str) -> tuple:
+        return ("fastws_broker_breaker_state", "worker", "0", "shard", shard, "state", state)
+
+    before = samples()
+    assert before[("fastws_broker_up", "worker", "0")] == 0
+    assert before[circuit("0", "closed")] == 1 and before[circuit("0", "open")] == 0
+    assert before[circuit("1", "open")] == 1 and before[circuit("1", "closed")] == 0
+    assert ("fastws_broker_breaker_trips_total",) not in before
+    assert not [key for key in before if key[0].startswith(("fastws_history", "fastws_presence"))]
+    broker.shards[0].pubsub.close()  # as if the connection dropped
+    await asyncio.sleep(0.01)
+    after = samples()
+    assert after[("fastws_broker_breaker_trips_total",)] == 1
+    assert after[circuit("0", "closed")] == 0
+    await broker.close()
 
 
 @run_async()

@@ -2,15 +2,20 @@
 
 ``base`` holds the interface and its data types; ``memory`` serves one process,
 ``local`` carries the memory broker to the workers of one machine, ``redis``
-serves a cluster of nodes. ``create_broker`` is the one place a broker is
-chosen from configuration.
+serves a cluster of nodes, ``circuit`` guards a broker's servers.
+``create_broker`` is the one place a broker is chosen.
 """
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
+from typing import Literal
+
 from fastws.hub.broker.base import (
     Broker,
     BrokerSink,
+    BrokerSizes,
     BrokerUnavailable,
     ClientInfo,
     HistoryResult,
@@ -18,27 +23,62 @@ from fastws.hub.broker.base import (
     PublishOptions,
     StreamPosition,
 )
-from fastws.hub.config import BROKER_SCHEMES, ConfigError, HubConfig
+from fastws.hub.broker.local import LocalBroker
+from fastws.hub.broker.memory import MemoryBroker
+from fastws.hub.config import ConfigError, HubConfig, broker_urls
+
+Role = Literal["single", "master", "worker"]
 
 
-def create_broker(config: HubConfig) -> Broker:
-    """The broker named by ``config.broker`` (a URL whose scheme picks the kind)."""
-    scheme = config.broker.partition("://")[0]
+def create_broker(
+    config: HubConfig,
+    role: Role = "single",
+    *,
+    master_link: socket.socket | None = None,
+    on_master_lost: Callable[[], None] | None = None,
+) -> Broker | None:
+    """The broker of a process in ``role``, from ``config.broker`` (its scheme picks the kind).
+
+    ========  ===========================================  ===================
+    role      memory://                                    redis://
+    ========  ===========================================  ===================
+    single    a ``MemoryBroker``                           a ``RedisBroker``
+    master    the ``MemoryBroker`` the workers share       None: workers
+              (served by ``local.BrokerHost``)             connect themselves
+    worker    a ``LocalBroker`` over ``master_link``;      a ``RedisBroker``
+              ``on_master_lost`` when that link ends
+    ========  ===========================================  ===================
+    """
+    urls = broker_urls(config.broker)  # ConfigError for a URL that is not supported
+    scheme = urls[0].scheme
     if scheme == "memory":
-        from fastws.hub.broker.memory import MemoryBroker
-
+        if role == "worker":
+            if master_link is None:
+                raise ValueError("a worker needs the link to its master's memory broker")
+            return LocalBroker(master_link, on_lost=on_master_lost)
         return MemoryBroker(history_meta_ttl=config.history_meta_ttl)
     if scheme == "redis":
-        from fastws.hub.broker.redis import RedisBroker
+        if role == "master":
+            return None
+        from fastws.hub.broker.redis import RedisBroker  # on demand: redis-py is slow to import
 
-        return RedisBroker.from_config(config)
-    supported = ", ".join(f"{s}://" for s in BROKER_SCHEMES)
-    raise ConfigError(f"broker: {config.broker!r} is not supported; supported schemes: {supported}")
+        return RedisBroker(
+            [url.geturl() for url in urls],
+            timeout=config.broker_timeout,
+            failure_threshold=config.broker_failure_threshold,
+            cooldown=config.broker_cooldown,
+            cooldown_max=config.broker_cooldown_max,
+            presence_ttl=config.presence_ttl,
+            history_meta_ttl=config.history_meta_ttl,
+            local_delivery_on_outage=config.local_delivery_on_outage,
+        )
+    raise ConfigError(f"broker: no broker implements {scheme}://")
 
 
 __all__ = [
     "Broker",
     "BrokerSink",
+    "BrokerSizes",
     "BrokerUnavailable",
     "ClientInfo",
     "HistoryResult",

@@ -30,9 +30,10 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from fastws.errors import WebSocketError
+from fastws.hub.broker.circuit import CircuitBreaker
 
 logger = logging.getLogger("fastws.hub")
 
@@ -85,6 +86,14 @@ class HistoryResult:
     publications: list[Publication]
 
 
+class BrokerSizes(NamedTuple):
+    """What a broker holds in this process's memory (gauges of the metrics)."""
+
+    streams: int  # channels with a stream position
+    publications: int  # held in history
+    presence: int  # entries
+
+
 class BrokerUnavailable(WebSocketError):
     """The broker cannot serve the call now (error 503 to clients, /ready says 503)."""
 
@@ -123,6 +132,15 @@ class Broker:
     def status(self) -> dict:
         """What /ready and the info endpoint show of the broker (JSON-ready values)."""
         return {"state": "up" if self.healthy else "down"}
+
+    def breakers(self) -> list[CircuitBreaker]:
+        """The circuit breakers of the servers the broker depends on, in shard order
+        (the metrics' ``shard`` label is the index); none without a server."""
+        return []
+
+    def sizes(self) -> BrokerSizes | None:
+        """What the broker holds in this process; None when it is held elsewhere."""
+        return None
 
     async def start(self, sink: BrokerSink) -> None:
         """Connect and start delivering to ``sink``."""
@@ -188,6 +206,7 @@ class Broker:
 __all__ = [
     "Broker",
     "BrokerSink",
+    "BrokerSizes",
     "BrokerUnavailable",
     "ClientInfo",
     "HistoryResult",

@@ -18,6 +18,7 @@ from collections.abc import Callable
 CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half_open"
+BREAKER_STATES = (CLOSED, OPEN, HALF_OPEN)
 
 
 class CircuitBreaker:
@@ -120,4 +121,4 @@ class CircuitBreaker:
         return f"<CircuitBreaker {self.state} failures={self.failures} cooldown={self.cooldown:g}>"
 
 
-__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreaker"]
+__all__ = ["BREAKER_STATES", "CLOSED", "HALF_OPEN", "OPEN", "CircuitBreaker"]

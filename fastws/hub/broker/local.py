@@ -44,8 +44,7 @@ from fastws.hub.broker.base import (
     PublishOptions,
     StreamPosition,
 )
-from fastws.hub.broker.memory import MemoryBroker
-from fastws.hub.process.ipc import MessageStream, packb
+from fastws.hub.ipc import MessageStream, packb
 
 logger = logging.getLogger("fastws.hub")
 
@@ -54,13 +53,13 @@ PUBLICATION, JOIN, LEAVE, USER_MESSAGE, DISCONNECT_USER = 10, 11, 12, 13, 14
 
 
 def _now(coro: Coroutine) -> Any:
-    """The result of a memory broker coroutine, which never suspends."""
+    """The result of a call to an ``inline`` broker, whose coroutines never suspend."""
     try:
         coro.send(None)
     except StopIteration as stop:
         return stop.value
     coro.close()
-    raise RuntimeError("the memory broker suspended")
+    raise RuntimeError("the shared broker suspended")
 
 
 def _info(info: ClientInfo) -> list:
@@ -85,10 +84,16 @@ class _Peer:
 
 
 class BrokerHost:
-    """The master's side: one ``MemoryBroker`` and the workers attached to it."""
+    """The master's side: one broker (the memory broker) and the workers attached to it.
 
-    def __init__(self, memory: MemoryBroker) -> None:
-        self.memory = memory
+    Requests run to completion one after the other, which keeps each worker's
+    stream in order: only an ``inline`` broker, which never suspends, can be shared.
+    """
+
+    def __init__(self, broker: Broker) -> None:
+        if not broker.inline:
+            raise ValueError("only a broker that never suspends can be shared by the master")
+        self.broker = broker
         self.peers: set[_Peer] = set()
         self.interest: dict[str, set[_Peer]] = {}
         self.requests = 0
@@ -106,21 +111,14 @@ class BrokerHost:
             "disconnect_user": self._disconnect_user,
         }
 
-    @property
-    def healthy(self) -> bool:
-        return self.memory.healthy
-
-    def sizes(self) -> tuple[int, int, int]:
-        return self.memory.sizes()
-
     async def start(self) -> None:
-        await self.memory.start(self)
+        await self.broker.start(self)
 
     async def close(self) -> None:
         for peer in list(self.peers):
             if peer.stream is not None:
                 await peer.stream.close()
-        await self.memory.close()
+        await self.broker.close()
 
     async def attach(self, sock: socket.socket, name: str) -> _Peer:
         """Serve one worker over ``sock`` (the master's end of its socket pair)."""
@@ -147,7 +145,7 @@ class BrokerHost:
     def _subscribe(self, peer: _Peer, channel: str) -> None:
         peers = self.interest.get(channel)
         if peers is None:
-            _now(self.memory.subscribe(channel))
+            _now(self.broker.subscribe(channel))
             peers = self.interest[channel] = set()
         peers.add(peer)
         peer.channels.add(channel)
@@ -159,53 +157,53 @@ class BrokerHost:
             peers.discard(peer)
             if not peers:
                 del self.interest[channel]
-                _now(self.memory.unsubscribe(channel))
+                _now(self.broker.unsubscribe(channel))
 
     def _publish(
         self, peer: _Peer, channel: str, data: bytes, user: str | None, size: int, ttl: float
     ) -> list:
-        position = _now(self.memory.publish(channel, data, user, PublishOptions(size, ttl)))
+        position = _now(self.broker.publish(channel, data, user, PublishOptions(size, ttl)))
         return [position.offset, position.epoch]
 
     def _history(
         self, peer: _Peer, channel: str, since: list | None, limit: int | None
     ) -> list:
         position = StreamPosition(since[0], since[1]) if since is not None else None
-        result = _now(self.memory.history(channel, position, limit))
+        result = _now(self.broker.history(channel, position, limit))
         publications = [[p.offset, p.epoch, p.data, p.user] for p in result.publications]
         return [result.position.offset, result.position.epoch, publications]
 
     def _add_presence(self, peer: _Peer, channel: str, *info: Any) -> None:
-        _now(self.memory.add_presence(channel, ClientInfo(*info)))
+        _now(self.broker.add_presence(channel, ClientInfo(*info)))
         peer.presence.add((channel, info[0]))
 
     def _remove_presence(self, peer: _Peer, channel: str, client: str) -> None:
-        _now(self.memory.remove_presence(channel, client))
+        _now(self.broker.remove_presence(channel, client))
         peer.presence.discard((channel, client))
 
     def _presence(self, peer: _Peer, channel: str) -> list:
-        return [_info(info) for info in _now(self.memory.presence(channel)).values()]
+        return [_info(info) for info in _now(self.broker.presence(channel)).values()]
 
     def _publish_join(self, peer: _Peer, channel: str, *info: Any) -> None:
-        _now(self.memory.publish_join(channel, ClientInfo(*info)))
+        _now(self.broker.publish_join(channel, ClientInfo(*info)))
 
     def _publish_leave(self, peer: _Peer, channel: str, *info: Any) -> None:
-        _now(self.memory.publish_leave(channel, ClientInfo(*info)))
+        _now(self.broker.publish_leave(channel, ClientInfo(*info)))
 
     def _send_to_user(self, peer: _Peer, user: str, sender: str | None, data: bytes) -> None:
-        _now(self.memory.send_to_user(user, sender, data))
+        _now(self.broker.send_to_user(user, sender, data))
 
     def _disconnect_user(self, peer: _Peer, user: str, code: int, reason: str) -> None:
-        _now(self.memory.disconnect_user(user, code, reason))
+        _now(self.broker.disconnect_user(user, code, reason))
 
     def _forget(self, peer: _Peer) -> None:
         """A worker is gone: drop its interests and the presence of its clients."""
         self.peers.discard(peer)
         for channel in list(peer.channels):
             self._unsubscribe(peer, channel)
-        if self.memory.healthy:
+        if self.broker.healthy:
             for channel, client in peer.presence:
-                _now(self.memory.remove_presence(channel, client))
+                _now(self.broker.remove_presence(channel, client))
         peer.presence.clear()
 
     # -- the memory broker's sink ----------------------------------------------------

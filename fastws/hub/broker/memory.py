@@ -22,6 +22,7 @@ from itertools import islice
 from fastws.hub.broker.base import (
     Broker,
     BrokerSink,
+    BrokerSizes,
     BrokerUnavailable,
     ClientInfo,
     HistoryResult,
@@ -73,11 +74,10 @@ class MemoryBroker(Broker):
     def healthy(self) -> bool:
         return self._sink is not None and not self._closed
 
-    def sizes(self) -> tuple[int, int, int]:
-        """(streams, publications held in history, presence entries), for metrics."""
+    def sizes(self) -> BrokerSizes:
         held = sum(len(stream.items) for stream in self._streams.values())
         present = sum(len(clients) for clients in self._presence.values())
-        return len(self._streams), held, present
+        return BrokerSizes(len(self._streams), held, present)
 
     async def start(self, sink: BrokerSink) -> None:
         self._sink = sink

@@ -1,1 +1,1 @@
-"""Processes: the master (supervisor), its workers, and the links between them."""
+"""Processes: the master (supervisor) and its workers, linked by ``fastws.hub.ipc`` streams."""

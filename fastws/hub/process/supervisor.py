@@ -50,7 +50,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from fastws.hub.broker import create_broker
+from fastws.hub.broker.local import BrokerHost
 from fastws.hub.config import ConfigError, HubConfig
+from fastws.hub.ipc import MessageStream
 from fastws.hub.logs import setup_logging
 from fastws.hub.metrics import (
     LoopLag,
@@ -61,7 +64,6 @@ from fastws.hub.metrics import (
     process_samples,
     render,
 )
-from fastws.hub.process.ipc import MessageStream
 from fastws.hub.process.worker import FDS_VARIABLE, config_to_dict
 
 logger = logging.getLogger("fastws.hub")
@@ -183,7 +185,7 @@ class Supervisor:
         self.current: dict[int, WorkerProcess] = {}
         self.retiring: set[WorkerProcess] = set()
         self.generation = 0
-        self.host: Any = None
+        self.host: BrokerHost | None = None  # the broker the workers share, if the master keeps it
         self.dev_secret = os.environ.pop(DEV_SECRET_VARIABLE, None) or os.urandom(32).hex()
         self.lag = LoopLag()
         self.retired: list[Sample] = []  # counters of workers that exited
@@ -255,13 +257,10 @@ class Supervisor:
         task.add_done_callback(self._tasks.discard)
 
     async def _start_broker(self) -> None:
-        if self.config.broker.partition("://")[0] != "memory":
-            return
-        from fastws.hub.broker.local import BrokerHost
-        from fastws.hub.broker.memory import MemoryBroker
-
-        self.host = BrokerHost(MemoryBroker(history_meta_ttl=self.config.history_meta_ttl))
-        await self.host.start()
+        broker = create_broker(self.config, "master")
+        if broker is not None:
+            self.host = BrokerHost(broker)
+            await self.host.start()
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -584,7 +583,7 @@ class Supervisor:
         for outcome, count in self.reloads.items():
             samples.append(["fastws_reloads_total", ["outcome", outcome], count])
         if self.host is not None:
-            samples += broker_samples(self.host, "master")
+            samples += broker_samples(self.host.broker, "master")
         return samples
 
     async def metrics_text(self) -> bytes:

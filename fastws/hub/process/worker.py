@@ -38,10 +38,11 @@ import socket
 import sys
 from typing import Any
 
+from fastws.hub.broker import create_broker
 from fastws.hub.config import ChannelOptions, ConfigError, HubConfig
+from fastws.hub.ipc import MessageStream
 from fastws.hub.logs import setup_logging
 from fastws.hub.metrics import hub_samples
-from fastws.hub.process.ipc import MessageStream
 from fastws.hub.protocol import codes
 
 logger = logging.getLogger("fastws.hub")
@@ -196,15 +197,13 @@ class Worker:
 
     async def _start(self, config: HubConfig, dev_secret: str | None) -> Any:
         from fastws.hub.app import Hub
-        from fastws.hub.broker import create_broker
-        from fastws.hub.broker.local import LocalBroker
 
-        if self.broker_sock is not None:
-            broker = LocalBroker(
-                self.broker_sock, on_lost=lambda: self._give_order(("drain", config.drain_window))
-            )
-        else:
-            broker = create_broker(config)
+        broker = create_broker(
+            config,
+            "worker",
+            master_link=self.broker_sock,
+            on_master_lost=lambda: self._give_order(("drain", config.drain_window)),
+        )
         sock = socket.socket(fileno=self.listen_fd)
         hub = Hub(config, broker, sock=sock)
         hub.worker = self.slot

@@ -3,7 +3,7 @@
     python -m fastws --broker redis://127.0.0.1:6379/0
     python -m fastws --broker redis://10.0.0.1:6379,redis://10.0.0.2:6379   # two shards
 
-What lives where (key names and record formats in ``redis_scripts.py``):
+What lives where (key names and record formats in ``scripts.py``):
 
 - Offsets, history and fan-out: one Lua script assigns the next offset, appends
   to the channel's history list (trimmed to its size, expiring by age) and
@@ -11,7 +11,7 @@ What lives where (key names and record formats in ``redis_scripts.py``):
   reconnects to any node recovers from its last one. The epoch is in Redis,
   created at random when missing: a flushed or restarted Redis gives a new one.
 - Fan-out: one pub/sub connection per node and Redis server
-  (``redis_pubsub.py``), subscribed to a channel only while the node has local
+  (``pubsub.py``), subscribed to a channel only while the node has local
   subscribers, plus ``fastws:ctl`` for private messages and user disconnects.
   Every node receives all of ``fastws:ctl`` and drops what is not for its users:
   the cost of a private message is one delivery per node, not per connection.
@@ -21,18 +21,18 @@ What lives where (key names and record formats in ``redis_scripts.py``):
 - Shards: a channel's keys and pub/sub channel all live on the server picked by
   ``crc32(channel) % N``; a user's messages go through ``crc32(user) % N``.
 
-Failures. Each server has a circuit breaker (``circuit.py``): closed, then open
-after ``failure_threshold`` failed commands in a row or at once when the pub/sub
-connection drops; while open, calls fail at once with ``BrokerUnavailable``
-(error 503) and nothing queues. A supervisor task probes after the cooldown
-(doubling up to ``cooldown_max``): it connects, subscribes again to every
-channel the node still needs, and closes the circuit. Then each channel is
-*resynced*: live messages are held while the history since the last delivered
-offset is read, the missed publications are delivered from it, then the held
-ones; what history cannot fill reaches the node as a gap (or a new epoch) and
-the node closes those subscribers with 4010, so their clients resubscribe and
-learn ``recovered: false``. A node that cannot reach Redis at start runs, not
-ready, and keeps probing.
+Failures. Each server is a ``Shard`` (``shard.py``) with its own circuit
+breaker: open after ``failure_threshold`` failed commands in a row or at once
+when the pub/sub connection drops; while open, calls fail at once with
+``BrokerUnavailable`` (error 503) and nothing queues. The shard probes after the
+cooldown (doubling up to ``cooldown_max``): it connects, subscribes again to
+every channel the node still needs, and closes the circuit. Then this module
+*resyncs* each channel: live messages are held while the history since the last
+delivered offset is read, the missed publications are delivered from it, then
+the held ones; what history cannot fill reaches the node as a gap (or a new
+epoch) and the node closes those subscribers with 4010, so their clients
+resubscribe and learn ``recovered: false``. A node that cannot reach Redis at
+start runs, not ready, and keeps probing.
 
 With ``local_delivery_on_outage``, publications made while a server is down are
 delivered to this node's own subscribers under a local epoch (``local-...``):
@@ -45,19 +45,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 import zlib
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
+import fastws.hub.broker.redis.scripts as rs
 from fastws.hub.broker.base import (
     Broker,
     BrokerSink,
@@ -70,70 +63,17 @@ from fastws.hub.broker.base import (
     new_epoch,
 )
 from fastws.hub.broker.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from fastws.hub.broker.redis import scripts as rs
-from fastws.hub.broker.redis.pubsub import PubSubConnection, PubSubError
-from fastws.hub.config import HubConfig, broker_urls
+from fastws.hub.broker.redis.pubsub import PubSubError
+from fastws.hub.broker.redis.shard import Shard
 
 logger = logging.getLogger("fastws.hub")
 
-POOL_SIZE = 32  # command connections per Redis server
-MAX_WAITING = 2048  # commands per server in flight or waiting for a connection
 HELD_LIMIT = 10000  # live publications held per channel while it resyncs
 RESYNC_CONCURRENCY = 32
-SUBSCRIBE_CHUNK = 1000  # channels per SUBSCRIBE when subscribing again
-
-FAILURES = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError, PubSubError)
 
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
-
-
-class Shard:
-    """One Redis server: a command client, the pub/sub connection, a circuit breaker."""
-
-    def __init__(self, url: str, breaker: CircuitBreaker, timeout: float) -> None:
-        parsed = broker_urls(url)[0]
-        self.host = parsed.hostname or "127.0.0.1"
-        self.port = parsed.port or 6379
-        self.db = int(parsed.path.lstrip("/") or 0)
-        self.username = parsed.username or None
-        self.password = parsed.password
-        self.name = f"{self.host}:{self.port}/{self.db}"
-        self.suffix = rs.pubsub_suffix(self.db)
-        self.control = (rs.CONTROL + self.suffix).encode()
-        pool = aioredis.BlockingConnectionPool(
-            host=self.host,
-            port=self.port,
-            db=self.db,
-            username=self.username,
-            password=self.password,
-            max_connections=POOL_SIZE,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            client_name=f"fastws-{os.getpid()}",
-        )
-        self.redis = aioredis.Redis(connection_pool=pool)
-        self.publish = self.redis.register_script(rs.PUBLISH)
-        self.history = self.redis.register_script(rs.HISTORY)
-        self.add_presence = self.redis.register_script(rs.ADD_PRESENCE)
-        self.presence = self.redis.register_script(rs.PRESENCE)
-        self.breaker = breaker
-        self.pubsub: PubSubConnection | None = None
-        self.channels: dict[bytes, str] = {}  # pub/sub name -> hub channel: the node's interest
-        self.resyncing: dict[str, list[Publication]] = {}  # channel -> held live publications
-        self.waiting = 0
-        self.wake = asyncio.Event()
-        self.first_attempt: asyncio.Future | None = None
-        self.task: asyncio.Task | None = None
-        self.local_epoch: str | None = None
-        self.local_offsets: dict[str, int] = {}
-        self.last_error = ""
-
-    def pubsub_name(self, channel: str) -> bytes:
-        return rs.pubsub_name(channel, self.suffix)
 
 
 class RedisBroker(Broker):
@@ -161,7 +101,12 @@ class RedisBroker(Broker):
         self.history_meta_ttl = history_meta_ttl
         self.local_delivery_on_outage = local_delivery_on_outage
         self.shards = [
-            Shard(url, CircuitBreaker(failure_threshold, cooldown, cooldown_max, clock=clock), timeout)
+            Shard(
+                url,
+                CircuitBreaker(failure_threshold, cooldown, cooldown_max, clock=clock),
+                timeout,
+                self,
+            )
             for url in urls
         ]
         self._meta_ttl_ms = _ms(history_meta_ttl)
@@ -179,19 +124,6 @@ class RedisBroker(Broker):
         if local_delivery_on_outage:
             for shard in self.shards:
                 shard.local_epoch = "local-" + new_epoch()
-
-    @classmethod
-    def from_config(cls, config: HubConfig) -> RedisBroker:
-        return cls(
-            [url.strip() for url in config.broker.split(",")],
-            timeout=config.broker_timeout,
-            failure_threshold=config.broker_failure_threshold,
-            cooldown=config.broker_cooldown,
-            cooldown_max=config.broker_cooldown_max,
-            presence_ttl=config.presence_ttl,
-            history_meta_ttl=config.history_meta_ttl,
-            local_delivery_on_outage=config.local_delivery_on_outage,
-        )
 
     # -- state -----------------------------------------------------------------------
 
@@ -218,6 +150,9 @@ class RedisBroker(Broker):
         """Times a circuit opened since start."""
         return sum(s.breaker.trips for s in self.shards)
 
+    def breakers(self) -> list[CircuitBreaker]:
+        return [shard.breaker for shard in self.shards]
+
     def status(self) -> dict[str, Any]:
         if self.healthy:
             state = "up"
@@ -235,18 +170,7 @@ class RedisBroker(Broker):
             "publish_latency_ms": round(self.publish_latency * 1000, 3),
             "publish_latency_avg_ms": round(average * 1000, 3),
             "local_delivery_on_outage": self.local_delivery_on_outage,
-            "shards": [
-                {
-                    "address": shard.name,
-                    "circuit": shard.breaker.state,
-                    "failures": shard.breaker.failures,
-                    "trips": shard.breaker.trips,
-                    "retry_in": round(shard.breaker.retry_in(), 3),
-                    "channels": len(shard.channels),
-                    "error": shard.last_error,
-                }
-                for shard in self.shards
-            ],
+            "shards": [shard.status() for shard in self.shards],
         }
 
     def shard(self, key: str) -> Shard:
@@ -265,177 +189,37 @@ class RedisBroker(Broker):
         """
         self._sink = sink
         self._closed = False
-        loop = asyncio.get_running_loop()
         for shard in self.shards:
-            shard.first_attempt = loop.create_future()
-            shard.task = loop.create_task(self._supervise(shard))
+            shard.start()
         await asyncio.wait([s.first_attempt for s in self.shards], timeout=3 * self.timeout + 1)
-        self._maintenance = loop.create_task(self._maintain())
+        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
 
     async def close(self) -> None:
         self._closed = True
-        tasks = [s.task for s in self.shards if s.task is not None] + list(self._tasks)
+        tasks = list(self._tasks)
         if self._maintenance is not None:
             tasks.append(self._maintenance)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for shard in self.shards:
-            connection, shard.pubsub = shard.pubsub, None
-            if connection is not None:
-                connection.close()
-            try:
-                await shard.redis.aclose()
-            except Exception as exc:  # closing: nothing left to do about it
-                logger.debug("fastws hub: closing redis %s: %s", shard.name, exc)
+        await asyncio.gather(*(shard.close() for shard in self.shards))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # -- the circuit -----------------------------------------------------------------
+    # -- what the shards tell -------------------------------------------------------
 
-    async def _supervise(self, shard: Shard) -> None:
-        """Keep ``shard`` connected: probe when the circuit allows, then resync."""
-        breaker = shard.breaker
-        while not self._closed:
-            if breaker.state == CLOSED:
-                shard.wake.clear()
-                await shard.wake.wait()
-                continue
-            delay = breaker.retry_in()
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue
-            if not breaker.try_probe():
-                await asyncio.sleep(0.01)
-                continue
-            try:
-                await self._connect(shard)
-            except Exception as exc:
-                self._drop_pubsub(shard)
-                breaker.failure()
-                shard.last_error = str(exc) or type(exc).__name__
-                logger.warning(
-                    "fastws hub: redis %s unreachable (%s); next attempt in %.1f s",
-                    shard.name,
-                    shard.last_error,
-                    breaker.retry_in(),
-                )
-            else:
-                breaker.success()
-                shard.last_error = ""
-                self._end_local_delivery(shard)
-                logger.info(
-                    "fastws hub: redis %s connected; %d channels subscribed",
-                    shard.name,
-                    len(shard.channels),
-                )
-                self._spawn(self._recover(shard))
-            finally:
-                if shard.first_attempt is not None and not shard.first_attempt.done():
-                    shard.first_attempt.set_result(None)
+    def on_shard_up(self, shard: Shard) -> None:
+        if self.local_delivery_on_outage:
+            shard.local_offsets = {}
+        self._spawn(self._recover(shard))
 
-    async def _connect(self, shard: Shard) -> None:
-        """The probe: a command round trip, a new pub/sub connection, every channel again."""
-        async with asyncio.timeout(self.timeout):
-            await shard.redis.ping()
-        connection = await PubSubConnection.open(
-            shard.host,
-            shard.port,
-            on_message=lambda name, payload: self._on_message(shard, name, payload),
-            on_lost=lambda conn, exc: self._on_pubsub_lost(shard, conn, exc),
-            username=shard.username,
-            password=shard.password,
-            client_name=f"fastws-pubsub-{os.getpid()}",  # CLIENT LIST tells the hub processes
-            timeout=self.timeout,
-        )
-        shard.pubsub = connection
-        # From here until their resync, live publications of these channels are held.
-        shard.resyncing = {channel: [] for channel in shard.channels.values()}
-        names = [shard.control, *shard.channels]
-        futures: list[asyncio.Future] = []
-        for start in range(0, len(names), SUBSCRIBE_CHUNK):
-            futures += connection.subscribe(names[start : start + SUBSCRIBE_CHUNK])
-        async with asyncio.timeout(self.timeout * (1 + len(names) // 10000)):
-            await asyncio.gather(*futures)
-
-    def _drop_pubsub(self, shard: Shard) -> None:
-        connection, shard.pubsub = shard.pubsub, None
-        shard.resyncing = {}
-        if connection is not None:
-            connection.close()
-
-    def _on_pubsub_lost(
-        self, shard: Shard, connection: PubSubConnection, exc: BaseException | None
-    ) -> None:
-        if shard.pubsub is not connection or self._closed:
-            return  # closed on purpose, or an older connection
-        shard.last_error = f"pub/sub connection lost: {exc or 'closed by redis'}"
-        if shard.breaker.trip():
-            self._opened(shard)
-        else:
-            self._drop_pubsub(shard)
-            shard.wake.set()
-
-    def _failed(self, shard: Shard, exc: BaseException) -> BrokerUnavailable:
-        """A command failed for a connection reason: count it; the error to raise."""
-        shard.last_error = str(exc) or type(exc).__name__
-        if shard.breaker.failure():
-            self._opened(shard)
-        return BrokerUnavailable(f"redis {shard.name}: {shard.last_error}")
-
-    def _opened(self, shard: Shard) -> None:
-        logger.warning(
-            "fastws hub: redis %s is failing (%s); circuit open, calls fail fast, next probe in "
-            "%.1f s",
-            shard.name,
-            shard.last_error,
-            shard.breaker.retry_in(),
-        )
-        self._drop_pubsub(shard)
+    def on_shard_down(self, shard: Shard) -> None:
         if self.local_delivery_on_outage:
             shard.local_epoch = "local-" + new_epoch()
             shard.local_offsets = {}
-        self._spawn(self._reset_pool(shard))
-        shard.wake.set()
-
-    @staticmethod
-    async def _reset_pool(shard: Shard) -> None:
-        try:
-            await shard.redis.connection_pool.disconnect()
-        except Exception as exc:
-            logger.debug("fastws hub: resetting the redis %s pool: %s", shard.name, exc)
-
-    def _unavailable(self, shard: Shard) -> BrokerUnavailable:
-        breaker = shard.breaker
-        why = shard.last_error or "not connected"
-        if breaker.state == OPEN:
-            return BrokerUnavailable(
-                f"redis {shard.name} is down ({why}); next probe in {breaker.retry_in():.1f} s"
-            )
-        return BrokerUnavailable(f"redis {shard.name} is reconnecting ({why})")
-
-    async def _execute(self, shard: Shard, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        """Run one Redis call through the shard's circuit; failures become BrokerUnavailable."""
-        breaker = shard.breaker
-        if breaker.state != CLOSED:
-            raise self._unavailable(shard)
-        if shard.waiting >= MAX_WAITING:
-            raise BrokerUnavailable(f"redis {shard.name}: too many commands waiting")
-        shard.waiting += 1
-        try:
-            result = await call(*args, **kw)
-        except FAILURES as exc:
-            raise self._failed(shard, exc) from None
-        except RedisError as exc:  # refused (out of memory, read-only...): not a lost link
-            raise BrokerUnavailable(f"redis {shard.name} refused: {exc}") from None
-        finally:
-            shard.waiting -= 1
-        if breaker.failures:
-            breaker.success()
-        return result
 
     # -- after a (re)connection ------------------------------------------------------
 
@@ -508,13 +292,13 @@ class RedisBroker(Broker):
                 for channel in channels:
                     pipe.pexpire(rs.meta_key(channel), self._meta_ttl_ms)
                 try:
-                    await self._execute(shard, pipe.execute)
+                    await shard.execute(pipe.execute)
                 except BrokerUnavailable as exc:
                     logger.info("fastws hub: refreshing stream positions failed: %s", exc)
 
     # -- messages from Redis -----------------------------------------------------------
 
-    def _on_message(self, shard: Shard, name: bytes, payload: bytes) -> None:
+    def on_shard_message(self, shard: Shard, name: bytes, payload: bytes) -> None:
         try:
             kind = payload[0]
             sink = self._sink
@@ -552,7 +336,7 @@ class RedisBroker(Broker):
         connection = shard.pubsub
         if shard.breaker.state != CLOSED or connection is None:
             if not self.local_delivery_on_outage:
-                raise self._unavailable(shard)
+                raise shard.unavailable()
             shard.channels[name] = channel  # subscribed for real when Redis is back
             if connection is not None and not connection.lost:
                 connection.subscribe([name])  # reconnecting: after the connection's own list
@@ -566,7 +350,7 @@ class RedisBroker(Broker):
                 del shard.channels[name]
                 if not connection.lost:
                     connection.unsubscribe([name])
-            raise self._failed(shard, exc) from None
+            raise shard.failed(exc) from None
 
     async def unsubscribe(self, channel: str) -> None:
         shard = self.shard(channel)
@@ -587,8 +371,7 @@ class RedisBroker(Broker):
         if shard.breaker.state != CLOSED and self.local_delivery_on_outage:
             return self._publish_locally(shard, channel, data, user)
         started = time.perf_counter()
-        offset, epoch = await self._execute(
-            shard,
+        offset, epoch = await shard.execute(
             shard.publish,
             keys=(rs.meta_key(channel), rs.history_key(channel)),
             args=(
@@ -622,8 +405,7 @@ class RedisBroker(Broker):
     async def _history(
         self, shard: Shard, channel: str, since: StreamPosition | None, limit: int | None
     ) -> HistoryResult:
-        epoch, offset, records = await self._execute(
-            shard,
+        epoch, offset, records = await shard.execute(
             shard.history,
             keys=(rs.meta_key(channel), rs.history_key(channel)),
             args=(
@@ -654,8 +436,7 @@ class RedisBroker(Broker):
         await self._add_presence(self.shard(channel), channel, info)
 
     async def _add_presence(self, shard: Shard, channel: str, info: ClientInfo) -> None:
-        await self._execute(
-            shard,
+        await shard.execute(
             shard.add_presence,
             keys=(rs.presence_key(channel),),
             args=(info.client, rs.encode_presence(info), self._presence_ttl_ms),
@@ -668,11 +449,11 @@ class RedisBroker(Broker):
             if not clients:
                 del self._present[channel]
         shard = self.shard(channel)
-        await self._execute(shard, shard.redis.hdel, rs.presence_key(channel), client)
+        await shard.execute(shard.redis.hdel, rs.presence_key(channel), client)
 
     async def presence(self, channel: str) -> dict[str, ClientInfo]:
         shard = self.shard(channel)
-        flat = await self._execute(shard, shard.presence, keys=(rs.presence_key(channel),))
+        flat = await shard.execute(shard.presence, keys=(rs.presence_key(channel),))
         return {
             client.decode(): rs.decode_presence(client, record)
             for client, record in zip(flat[::2], flat[1::2], strict=True)
@@ -692,21 +473,17 @@ class RedisBroker(Broker):
                 callback = self._sink.on_join if kind == b"j" else self._sink.on_leave
                 self._deliver(callback, channel, info)
             return
-        await self._execute(shard, shard.redis.publish, name, kind + rs.encode_client(info))
+        await shard.execute(shard.redis.publish, name, kind + rs.encode_client(info))
 
     async def send_to_user(self, user: str, sender: str | None, data: bytes) -> None:
         shard = self.shard(user)
         message = rs.encode_user_message(user, sender, data)
-        await self._execute(shard, shard.redis.publish, shard.control, message)
+        await shard.execute(shard.redis.publish, shard.control, message)
 
     async def disconnect_user(self, user: str, code: int, reason: str) -> None:
         shard = self.shard(user)
         message = rs.encode_user_disconnect(user, code, reason)
-        await self._execute(shard, shard.redis.publish, shard.control, message)
-
-    def _end_local_delivery(self, shard: Shard) -> None:
-        if self.local_delivery_on_outage:
-            shard.local_offsets = {}
+        await shard.execute(shard.redis.publish, shard.control, message)
 
 
 __all__ = ["RedisBroker"]
