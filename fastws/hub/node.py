@@ -9,8 +9,9 @@ Subscribing from a position must lose nothing and repeat nothing even when the
 broker is remote. So a new subscription starts *buffering*: it is registered,
 the node's interest in the channel reaches the broker, history is read, the
 reply carries what was missed, and only then are the buffered publications
-released, skipping offsets the reply already held. ``Session`` drives that
-sequence; the node keeps the per-channel state it needs.
+released, skipping offsets the reply already held. The subscribe command
+(``commands/subscriptions.py``) drives that sequence; the node keeps the
+per-channel state it needs.
 
 Commands that call the broker run through ``run``: against the in-memory
 broker (``inline``) they complete at once without a task; otherwise each is a
@@ -24,7 +25,7 @@ import heapq
 import logging
 import time
 import uuid
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from fastws.hub import messages
@@ -40,7 +41,7 @@ from fastws.hub.broker import (
 from fastws.hub.config import ChannelOptions, HubConfig
 from fastws.hub.metrics import HubStats
 from fastws.hub.protocol import codes
-from fastws.hub.protocol.wire import WIRES
+from fastws.hub.protocol.wire import Wire
 
 if TYPE_CHECKING:
     from fastws.hub.session import Session
@@ -143,11 +144,8 @@ class Node:
 
     def disconnect_all(self, disconnect: codes.Disconnect) -> None:
         """Tell every client why it is about to be closed (before the server closes it)."""
-        frames = [w.frame(messages.disconnect_push(disconnect)) for w in WIRES]
         sessions = list(self.sessions.values()) + list(self.waiting)
-        for session in sessions:
-            session.push(frames[session.wire.index])
-        self.stats.sent("disconnect", len(sessions), len(frames[0]) * len(sessions))
+        self.fan_out(sessions, lambda _: messages.disconnect_push(disconnect), "disconnect")
 
     async def close(self) -> None:
         """Stop the timers, let commands in flight reach the broker (bounded), close it."""
@@ -309,7 +307,7 @@ class Node:
             stats.deliveries += 1
             stats.sent("pub", 1, len(frame))
 
-    # -- operations shared by clients and the HTTP API ------------------------------------
+    # -- publishing ------------------------------------------------------------------------
 
     async def publish(self, channel: str, data: bytes, user: str | None) -> StreamPosition:
         options = self.config.channel_options(channel)
@@ -324,28 +322,25 @@ class Node:
         stats.publications += 1
         return position
 
-    async def history(
-        self, channel: str, since: StreamPosition | None, limit: int | None
-    ) -> HistoryResult:
-        """History of ``channel``; 410 when ``since`` is older than what history holds."""
-        requested = limit
-        if self.config.channel_options(channel).history_size == 0:
-            limit = 0
-        result = await self.broker.history(channel, since, limit)
-        if since is not None and requested != 0 and not recovers(since, result, limit):
-            raise codes.HubError(
-                codes.UNRECOVERABLE_POSITION,
-                f"position {since.epoch}:{since.offset} is not in the history of {channel!r} "
-                f"(now at {result.position.epoch}:{result.position.offset})",
-            )
-        return result
-
-    async def presence(self, channel: str) -> dict[str, ClientInfo]:
-        if not self.config.channel_options(channel).presence:
-            raise codes.HubError(codes.NOT_FOUND, f"presence is not enabled for {channel!r}")
-        return await self.broker.presence(channel)
-
     # -- the broker's sink ----------------------------------------------------------------
+
+    def fan_out(
+        self, sessions: Iterable[Session], message: Callable[[Wire], Any], kind: str
+    ) -> int:
+        """Push ``message`` to ``sessions``: built and framed once per encoding in use."""
+        frames: list[bytes | None] = [None, None]
+        count = nbytes = 0
+        for session in sessions:
+            wire = session.wire
+            frame = frames[wire.index]
+            if frame is None:
+                frame = frames[wire.index] = wire.frame(message(wire))
+            session.push(frame)
+            count += 1
+            nbytes += len(frame)
+        if count:
+            self.stats.sent(kind, count, nbytes)
+        return count
 
     def on_publication(self, channel: str, publication: Publication) -> None:
         state = self.channels.get(channel)
@@ -358,52 +353,26 @@ class Node:
         else:
             gap = state.epoch is not None
         state.epoch, state.offset = publication.epoch, publication.offset
-        frames: list[bytes | None] = [None, None]
-        count = nbytes = 0
+        live = []
         for session, sub in tuple(state.subscribers.items()):
             if sub.buffer is not None:
                 sub.buffer.append(publication)
-                continue
-            if gap:
+            elif gap:
                 session.disconnect(codes.INSUFFICIENT_STATE)
-                continue
-            wire = session.wire
-            frame = frames[wire.index]
-            if frame is None:
-                frame = frames[wire.index] = wire.frame(
-                    messages.publication_push(wire, channel, publication)
-                )
-            session.push(frame)
-            count += 1
-            nbytes += len(frame)
-        if count:
-            stats = self.stats
-            stats.deliveries += count
-            stats.sent("pub", count, nbytes)
+            else:
+                live.append(session)
+        self.stats.deliveries += self.fan_out(
+            live, lambda wire: messages.publication_push(wire, channel, publication), "pub"
+        )
 
-    def _to_live(self, channel: str, kind: str, message: Any) -> None:
+    def _to_live(self, channel: str, kind: str, message: Callable[[Wire], Any]) -> None:
         state = self.channels.get(channel)
-        if state is None:
-            return
-        frames: list[bytes | None] = [None, None]
-        count = nbytes = 0
-        for session, sub in tuple(state.subscribers.items()):
-            if sub.buffer is not None:
-                continue
-            wire = session.wire
-            frame = frames[wire.index]
-            if frame is None:
-                frame = frames[wire.index] = wire.frame(message(wire))
-            session.push(frame)
-            count += 1
-            nbytes += len(frame)
-        if count:
-            self.stats.sent(kind, count, nbytes)
+        if state is not None:
+            live = [s for s, sub in tuple(state.subscribers.items()) if sub.buffer is None]
+            self.fan_out(live, message, kind)
 
     def on_join(self, channel: str, info: ClientInfo) -> None:
-        self._to_live(
-            channel, "join", lambda w: messages.join_leave_push(w, "join", channel, info)
-        )
+        self._to_live(channel, "join", lambda w: messages.join_leave_push(w, "join", channel, info))
 
     def on_leave(self, channel: str, info: ClientInfo) -> None:
         self._to_live(
@@ -412,19 +381,11 @@ class Node:
 
     def on_user_message(self, user: str, sender: str | None, data: bytes) -> None:
         sessions = self.users.get(user)
-        if not sessions:
-            return
-        frames: list[bytes | None] = [None, None]
-        nbytes = 0
-        targets = tuple(sessions)  # a slow consumer leaves the set while it is pushed to
-        for session in targets:
-            wire = session.wire
-            frame = frames[wire.index]
-            if frame is None:
-                frame = frames[wire.index] = wire.frame(messages.message_push(wire, sender, data))
-            session.push(frame)
-            nbytes += len(frame)
-        self.stats.sent("message", len(targets), nbytes)
+        if sessions:
+            # A copy: a slow consumer leaves the set while it is pushed to.
+            self.fan_out(
+                tuple(sessions), lambda w: messages.message_push(w, sender, data), "message"
+            )
 
     def on_disconnect_user(self, user: str, code: int, reason: str) -> None:
         disconnect = codes.Disconnect(code, reason)

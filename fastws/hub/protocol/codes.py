@@ -42,7 +42,10 @@ ERRORS: dict[int, str] = {
 
 
 class HubError(WebSocketError):
-    """A command failed with one of the error codes above."""
+    """A command failed with one of the error codes above; when ``disconnect`` is set,
+    the connection is closed after the error reply."""
+
+    disconnect: Disconnect | None = None
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(f"{message} (error {code})")

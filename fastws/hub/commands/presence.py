@@ -1,0 +1,19 @@
+"""Reading who is present in a channel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastws.hub import messages
+from fastws.hub.commands.context import Context
+from fastws.hub.protocol import codes
+
+
+async def presence(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    channel, node = params["channel"], ctx.node
+    if not node.config.channel_options(channel).presence:
+        raise codes.HubError(codes.NOT_FOUND, f"presence is not enabled for {channel!r}")
+    return messages.presence_reply(ctx.wire, await node.broker.presence(channel))
+
+
+__all__ = ["presence"]

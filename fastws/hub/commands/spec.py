@@ -1,0 +1,244 @@
+"""How a command is declared and checked: its fields, its permission, its handler.
+
+A ``Command`` lists its fields; each ``Field`` has a type that checks a value
+and turns it into what handlers use (a channel name, publication data as JSON
+bytes, a stream position...). ``Command.check`` is the one validation of
+params, whoever sends them: a client over WebSocket, or a backend through the
+HTTP API, whose query strings go through ``Command.from_query`` first.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from fastws.hub.broker import BrokerUnavailable, StreamPosition
+from fastws.hub.channels import channel_error
+from fastws.hub.permissions import Permission
+from fastws.hub.protocol import codes
+from fastws.hub.protocol.wire import encode_data
+
+if TYPE_CHECKING:
+    from fastws.hub.commands.context import Context
+
+
+def bad_request(message: str) -> codes.HubError:
+    return codes.HubError(codes.BAD_REQUEST, message)
+
+
+# -- field types -------------------------------------------------------------------------
+
+
+class FieldType:
+    """Checks one field's value; ``from_text`` reads it from a query string first."""
+
+    def check(self, name: str, value: Any) -> Any:
+        return value
+
+    def from_text(self, name: str, text: str) -> Any:
+        return self.check(name, text)
+
+
+class Channel(FieldType):
+    def check(self, name: str, value: Any) -> str:
+        error = channel_error(value)
+        if error is not None:
+            raise bad_request(error)
+        return value
+
+
+class Channels(FieldType):
+    """A list of channel names."""
+
+    def check(self, name: str, value: Any) -> list[str]:
+        if not isinstance(value, list):
+            raise bad_request(f"{name} must be an array of channel names")
+        return [CHANNEL.check(name, channel) for channel in value]
+
+
+class Data(FieldType):
+    """Any value with a JSON form, encoded once as JSON bytes."""
+
+    def check(self, name: str, value: Any) -> bytes:
+        return encode_data(value)
+
+
+class Text(FieldType):
+    """A string, non-empty or not, of at most ``max_bytes`` UTF-8 bytes."""
+
+    def __init__(self, non_empty: bool = False, max_bytes: int | None = None) -> None:
+        self.non_empty = non_empty
+        self.max_bytes = max_bytes
+
+    def check(self, name: str, value: Any) -> str:
+        if not isinstance(value, str) or (self.non_empty and not value):
+            raise bad_request(f"{name} must be a {'non-empty ' if self.non_empty else ''}string")
+        if self.max_bytes is not None and len(value.encode()) > self.max_bytes:
+            raise bad_request(f"{name} must be a string of at most {self.max_bytes} bytes")
+        return value
+
+
+class Count(FieldType):
+    """An integer >= 0."""
+
+    def check(self, name: str, value: Any) -> int:
+        if type(value) is not int or value < 0:
+            raise bad_request(f"{name} must be an integer >= 0")
+        return value
+
+    def from_text(self, name: str, text: str) -> int:
+        if not text.isdigit():
+            raise bad_request(f"{name} must be an integer >= 0, not {text!r}")
+        return int(text)
+
+
+class Flag(FieldType):
+    """A boolean; in a query string ``true`` or ``false``."""
+
+    def check(self, name: str, value: Any) -> bool:
+        if type(value) is not bool:
+            raise bad_request(f"{name} must be true or false")
+        return value
+
+    def from_text(self, name: str, text: str) -> bool:
+        if text not in ("true", "false"):
+            raise bad_request(f"{name} must be true or false, not {text!r}")
+        return text == "true"
+
+
+class Position(FieldType):
+    """A stream position, ``{"epoch": str, "offset": int}``."""
+
+    def check(self, name: str, value: Any) -> StreamPosition:
+        if (
+            not isinstance(value, dict)
+            or set(value) != {"epoch", "offset"}
+            or not isinstance(value["epoch"], str)
+            or type(value["offset"]) is not int
+            or value["offset"] < 0
+        ):
+            raise bad_request(f'{name} must be {{"epoch": string, "offset": integer >= 0}}')
+        return StreamPosition(value["offset"], value["epoch"])
+
+    def from_text(self, name: str, text: str) -> StreamPosition:
+        raise bad_request(f"{name} cannot be given in a query string")
+
+
+ANY = FieldType()
+CHANNEL = Channel()
+CHANNELS = Channels()
+DATA = Data()
+USER = Text(non_empty=True)
+COUNT = Count()
+FLAG = Flag()
+POSITION = Position()
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    type: FieldType
+    required: bool = False
+    default: Any = None  # the value handlers see when an optional field is absent
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A result whose reply must go out before ``then`` runs (a subscription starts
+    delivering only after its subscribe reply)."""
+
+    result: Any
+    then: Callable[[], Awaitable[None]]
+
+
+Handler = Callable[["Context", dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command: its fields, the permission it needs on its target, its handler.
+
+    ``client`` says whether connections may send it; ``http`` is the HTTP method of
+    its API endpoint (None: not in the API). ``target`` names the field that holds
+    what ``permission`` is checked on. A handler is a coroutine function unless
+    it never waits (then ``inline``: answered at once, without a task).
+    """
+
+    name: str
+    handler: Handler
+    fields: tuple[Field, ...] = ()
+    permission: Permission | None = None
+    target: str = "channel"
+    client: bool = True
+    http: str | None = None
+    inline: bool = field(init=False)
+    _by_name: dict[str, Field] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inline", not inspect.iscoroutinefunction(self.handler))
+        object.__setattr__(self, "_by_name", {f.name: f for f in self.fields})
+
+    def check(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The params, checked and converted; every field present (defaults filled in)."""
+        by_name = self._by_name
+        for key in params:
+            if key not in by_name:
+                raise bad_request(f"unknown field {key!r} in {self.name}")
+        values = {}
+        for spec in self.fields:
+            name = spec.name
+            if name in params:
+                values[name] = spec.type.check(name, params[name])
+            elif spec.required:
+                raise bad_request(f"{self.name} needs the {name!r} field")
+            else:
+                values[name] = spec.default
+        return values
+
+    def from_query(self, query: dict[str, str]) -> dict[str, Any]:
+        """Params from a query string (each value a string) for ``check``."""
+        by_name = self._by_name
+        return {
+            key: by_name[key].type.from_text(key, text) if key in by_name else text
+            for key, text in query.items()
+        }
+
+    def prepare(self, ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        """Check ``params`` and the caller's permission: the values for the handler."""
+        values = self.check(params)
+        if self.permission is not None:
+            ctx.permit(self.permission, values[self.target])
+        return values
+
+
+def as_hub_error(exc: Exception) -> codes.HubError | None:
+    """The error code a failed command answers with; None for an unexpected error."""
+    if isinstance(exc, codes.HubError):
+        return exc
+    if isinstance(exc, BrokerUnavailable):
+        return codes.HubError(codes.BROKER_UNAVAILABLE, f"broker unavailable: {exc}")
+    return None
+
+
+__all__ = [
+    "ANY",
+    "CHANNEL",
+    "CHANNELS",
+    "COUNT",
+    "DATA",
+    "FLAG",
+    "POSITION",
+    "USER",
+    "Command",
+    "Field",
+    "FieldType",
+    "Reply",
+    "Text",
+    "as_hub_error",
+    "bad_request",
+]

@@ -1,0 +1,120 @@
+"""Subscribing and unsubscribing a connection, and the join/leave that go with it.
+
+Subscribing must lose nothing and repeat nothing even when the broker is
+remote, so it runs in this order: the subscription is registered buffering,
+the node makes sure the broker delivers the channel here, history after the
+client's position is read, the reply carries what was missed, and only after
+the reply are the buffered publications released (``Node.activate``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from fastws.hub import messages
+from fastws.hub.broker import BrokerUnavailable, StreamPosition
+from fastws.hub.commands.context import Context
+from fastws.hub.commands.spec import Reply
+from fastws.hub.node import Subscription, recovers
+from fastws.hub.protocol import codes
+
+if TYPE_CHECKING:
+    from fastws.hub.session import Session
+
+logger = logging.getLogger("fastws.hub")
+
+
+async def subscribe(ctx: Context, params: dict[str, Any]) -> Reply:
+    session, node = ctx.session, ctx.node
+    channel = params["channel"]
+    if channel in session.subscriptions:
+        raise codes.HubError(codes.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
+    limit = node.config.max_subscriptions
+    if len(session.subscriptions) >= limit:
+        raise codes.HubError(
+            codes.LIMIT_EXCEEDED, f"too many subscriptions: at most {limit} per connection"
+        )
+    since = params["since"]
+    options = node.config.channel_options(channel)
+    sub = Subscription(session, channel, options)
+    session.subscriptions[channel] = sub
+    try:
+        await node.subscribe(sub)
+        if since is not None and options.history_size > 0:
+            result = await node.broker.history(channel, since, None)
+        else:
+            result = await node.broker.history(channel, None, 0)
+    except BaseException:
+        if session.subscriptions.get(channel) is sub:
+            del session.subscriptions[channel]
+        node.run(quietly(node.unsubscribe(sub)))
+        raise
+    position = result.position
+    recovered = since is not None and recovers(since, result)
+    publications = result.publications if recovered else []
+    reply = messages.subscribe_reply(ctx.wire, position, recovered, publications)
+    return Reply(reply, lambda: _start(session, sub, position))
+
+
+async def _start(session: Session, sub: Subscription, position: StreamPosition) -> None:
+    """After the reply: deliver, then join. Unsubscribed meanwhile: it does not start."""
+    if session.closed or session.subscriptions.get(sub.channel) is not sub:
+        return
+    session.node.activate(sub, position)
+    if session.closed:
+        return  # activation found a gap and closed the connection
+    if sub.options.presence or sub.options.join_leave:
+        await _join(session, sub)
+
+
+async def unsubscribe(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    session = ctx.session
+    sub = session.subscriptions.pop(params["channel"], None)
+    if sub is not None:
+        await leave(session, sub)
+    return {}
+
+
+async def _join(session: Session, sub: Subscription) -> None:
+    broker = session.node.broker
+    sub.joined = True
+    try:
+        if sub.options.presence:
+            await broker.add_presence(sub.channel, session.client_info)
+        if sub.options.join_leave:
+            await broker.publish_join(sub.channel, session.client_info)
+    except BrokerUnavailable as exc:
+        logger.warning(
+            "fastws hub: join of %s to %s failed: %s", session.client_id, sub.channel, exc
+        )
+
+
+async def leave(session: Session, sub: Subscription) -> None:
+    node = session.node
+    await node.unsubscribe(sub)
+    if sub.joined:
+        sub.joined = False
+        if sub.options.presence:
+            await node.broker.remove_presence(sub.channel, session.client_id)
+        if sub.options.join_leave:
+            await node.broker.publish_leave(sub.channel, session.client_info)
+
+
+async def leave_all(session: Session, subscriptions: list[Subscription]) -> None:
+    for sub in subscriptions:
+        await quietly(leave(session, sub))
+
+
+async def quietly(pending: Coroutine) -> None:
+    """Clean-up that must not fail loudly (the broker may be gone at shutdown)."""
+    try:
+        await pending
+    except BrokerUnavailable:
+        pass
+    except Exception:
+        logger.exception("fastws hub: error while leaving a channel")
+
+
+__all__ = ["leave", "leave_all", "subscribe", "unsubscribe"]
