@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import fields, replace
 
 import orjson
 import pytest
 
 import fastws
 from fastws.errors import WebSocketError
+from fastws.hub.broker import StreamPosition as BrokerStreamPosition
 from fastws.hub.client import (
     Client,
-    ClientInfo,
     CommandTimeout,
     Disconnected,
     HubError,
     Message,
-    Publication,
+    ReceivedClientInfo,
+    ReceivedPublication,
     StreamPosition,
     backoff_delay,
     may_reconnect,
@@ -49,7 +51,7 @@ async def until(predicate, timeout: float = 10.0, what: str = "condition") -> No
     raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
-async def take(sub, count: int, timeout: float = 10.0) -> list[Publication]:
+async def take(sub, count: int, timeout: float = 10.0) -> list[ReceivedPublication]:
     items = []
     async with asyncio.timeout(timeout):
         async for pub in sub:
@@ -111,6 +113,12 @@ def test_errors_are_websocket_errors() -> None:
         Client("ws://x/", subprotocol="fastws.xml")
 
 
+def test_one_stream_position_for_the_client_and_the_server() -> None:
+    assert StreamPosition is BrokerStreamPosition
+    assert [f.name for f in fields(StreamPosition)] == ["offset", "epoch"]
+    assert StreamPosition(7, "e1").to_wire() == {"offset": 7, "epoch": "e1"}
+
+
 # -- commands against the hub ------------------------------------------------------------------
 
 
@@ -132,18 +140,21 @@ async def test_subscribe_publish_send_presence_history(hub, subprotocol: str) ->
             assert [p.data["n"] for p in pubs] == [0, 1, 2]
             assert [p.offset for p in pubs] == offsets
             assert {p.user for p in pubs} == {"ann"} and not any(p.recovered for p in pubs)
-        assert sub_bob.position == StreamPosition(sub_bob.epoch, offsets[-1])
+        assert sub_bob.position == StreamPosition(offsets[-1], sub_bob.epoch)
 
         presence = await bob.presence(channel)
-        assert presence[ann.client_id] == ClientInfo(ann.client_id, "ann", presence[ann.client_id].info)
+        assert presence[ann.client_id] == ReceivedClientInfo(
+            ann.client_id, "ann", presence[ann.client_id].info
+        )
         assert {info.user for info in presence.values()} == {"ann", "bob"}
 
         history = await bob.history(channel)
         assert [p.data["n"] for p in history.publications] == [0, 1, 2]
         assert history.epoch == sub_bob.epoch and history.offset == offsets[-1]
-        since = await bob.history(channel, since=StreamPosition(history.epoch, offsets[0]))
+        since = await bob.history(channel, since=StreamPosition(offsets[0], history.epoch))
         assert [p.offset for p in since.publications] == offsets[1:]
-        one = await bob.history(channel, since=sub_bob.position._replace(offset=offsets[0]), limit=1)
+        earlier = replace(sub_bob.position, offset=offsets[0])
+        one = await bob.history(channel, since=earlier, limit=1)
         assert [p.offset for p in one.publications] == offsets[1:2]
 
         await bob.send("ann", {"text": "psst"})
@@ -165,7 +176,7 @@ async def test_callbacks_run_in_order_and_may_await_commands(hub) -> None:
     events: list = []
     echoed = asyncio.Event()
 
-    async def on_publication(pub: Publication) -> None:
+    async def on_publication(pub: ReceivedPublication) -> None:
         events.append(("pub", pub.data))
         if pub.data == "ping":
             await ann.publish(channel, "pong")  # a callback may use the client
@@ -212,7 +223,7 @@ async def test_hub_errors_raise_hub_error(hub) -> None:
             await client.presence("news:no-presence-here")
         assert info.value.code == 404
         with pytest.raises(HubError) as info:
-            await client.history("chat:twice", since=StreamPosition("not-the-epoch", 3))
+            await client.history("chat:twice", since=StreamPosition(3, "not-the-epoch"))
         assert info.value.code == 410
         with pytest.raises(TypeError):
             await client.publish("chat:twice", object())  # no JSON form
@@ -288,7 +299,7 @@ async def test_exactly_once_in_order_through_repeated_drops(hub) -> None:
                 await asyncio.sleep(0.012)  # under the hub's 100 commands/s per connection
 
         task = asyncio.create_task(publisher())
-        received: list[Publication] = []
+        received: list[ReceivedPublication] = []
         async with asyncio.timeout(45):
             async for pub in sub:
                 received.append(pub)
@@ -365,11 +376,15 @@ async def test_a_refused_token_on_reconnect_stops_reconnecting(hub) -> None:
 
 
 class ScriptedHub:
-    """Answers ``connect`` and ``subscribe`` like a hub; ``after(ws, number, method)`` does the rest."""
+    """Answers ``connect`` and ``subscribe`` like a hub; ``after(ws, number, method)`` does the rest.
 
-    def __init__(self, after=None, answer_pings: bool = True) -> None:
+    Methods in ``silent`` go unanswered.
+    """
+
+    def __init__(self, after=None, answer_pings: bool = True, silent: frozenset = frozenset()) -> None:
         self.after = after
         self.answer_pings = answer_pings
+        self.silent = silent
         self.connections: list[fastws.WebSocket] = []
 
     async def handler(self, ws: fastws.WebSocket) -> None:
@@ -385,7 +400,7 @@ class ScriptedHub:
                 result = {"epoch": "e", "offset": 0, "recovered": False, "publications": []}
             elif method == "ping" and self.answer_pings:
                 result = {}
-            if result is not None:  # anything else goes unanswered
+            if result is not None and method not in self.silent:  # anything else goes unanswered
                 await ws.send(orjson.dumps({"id": command_id, "result": result}).decode())
             if self.after is not None:
                 await self.after(ws, number, method)
@@ -475,6 +490,23 @@ async def test_commands_time_out_with_a_clear_error() -> None:
             assert info.value.code == 408 and "'publish'" in str(info.value)
             assert client._session.pending == {}  # the abandoned command is forgotten
             await client.ping()  # the connection itself is fine
+
+
+@pytest.mark.parametrize("method", ["connect", "subscribe", "unsubscribe", "publish"])
+@run_async()
+async def test_every_command_times_out_as_command_timeout(method: str) -> None:
+    scripted = ScriptedHub(silent=frozenset({method}))
+    async with scripted.serve() as server:
+        client = Client(f"ws://127.0.0.1:{server.port}/", command_timeout=0.2)
+        with pytest.raises(CommandTimeout) as info:
+            await client.connect()
+            if method in ("subscribe", "unsubscribe"):
+                sub = await client.subscribe("chat:x")
+                await sub.unsubscribe()
+            await client.publish("chat:x", "into the void")
+        assert info.value.code == 408 and f"{method!r}" in str(info.value)
+        assert client.subscriptions == {}
+        await client.close()
 
 
 @run_async()

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple, Protocol
 
 from fastws.errors import WebSocketError
 from fastws.hub.broker.circuit import CircuitBreaker
+from fastws.hub.protocol.types import StreamPosition
 
 logger = logging.getLogger("fastws.hub")
 
@@ -41,14 +42,6 @@ logger = logging.getLogger("fastws.hub")
 def new_epoch() -> str:
     """A fresh name for one life of a channel's stream."""
     return os.urandom(4).hex()
-
-
-@dataclass(frozen=True, slots=True)
-class StreamPosition:
-    """Where a channel's stream is: ``offset`` publications into the life named ``epoch``."""
-
-    offset: int
-    epoch: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,1 +1,1 @@
-"""The hub's wire protocol: codes and the message encodings."""
+"""The hub's wire protocol: codes, the message encodings and the value types both sides share."""
