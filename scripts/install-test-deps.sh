@@ -26,6 +26,9 @@ missing=()
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 # The benchmark load generator (tests/bench/ build it) links OpenSSL for its TLS cases.
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+# The JavaScript client (clients/js) builds and tests with Node 20 or later and npm.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "install-test-deps: ${missing[*]} missing and installing needs root" >&2
