@@ -5,7 +5,8 @@ worker is started (the worker inherits its ends). msgpack is self-delimiting,
 so a stream of packed values needs no length prefix: the reader feeds bytes to
 an ``Unpacker`` and gets whole messages out. Writes are gathered during a loop
 turn and leave in one ``write``, so a publication fanned out to a worker costs
-one system call per turn, not one per message.
+one system call per turn, not one per message. A request names an id that its
+reply repeats; ``PendingRequests`` keeps the futures waiting for those replies.
 """
 
 from __future__ import annotations
@@ -120,4 +121,46 @@ class MessageStream(asyncio.Protocol):
                 self.transport.abort()
 
 
-__all__ = ["MAX_PENDING", "MessageStream", "packb"]
+class PendingRequests:
+    """Requests sent over a link and not answered yet: one future per request id."""
+
+    def __init__(self) -> None:
+        self._futures: dict[int, asyncio.Future] = {}
+        self._last_id = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._futures)
+
+    def new(self) -> tuple[int, asyncio.Future]:
+        """A fresh request id and the future its reply will complete."""
+        self._last_id += 1
+        future = asyncio.get_running_loop().create_future()
+        self._futures[self._last_id] = future
+        return self._last_id, future
+
+    def futures(self) -> list[asyncio.Future]:
+        return list(self._futures.values())
+
+    def forget(self, request_id: int) -> None:
+        """Stop waiting for a reply (the requester gave up)."""
+        self._futures.pop(request_id, None)
+
+    def resolve(self, request_id: int, result: Any) -> None:
+        future = self._futures.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_result(result)
+
+    def fail(self, request_id: int, exc: Exception) -> None:
+        future = self._futures.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_exception(exc)
+
+    def fail_all(self, exc: Exception) -> None:
+        """The link is gone: no reply will come."""
+        futures, self._futures = self._futures, {}
+        for future in futures.values():
+            if not future.done():
+                future.set_exception(exc)
+
+
+__all__ = ["MAX_PENDING", "MessageStream", "PendingRequests", "packb"]

@@ -44,7 +44,7 @@ from fastws.hub.broker.base import (
     PublishOptions,
     StreamPosition,
 )
-from fastws.hub.ipc import MessageStream, packb
+from fastws.hub.ipc import MessageStream, PendingRequests, packb
 
 logger = logging.getLogger("fastws.hub")
 
@@ -251,8 +251,7 @@ class LocalBroker(Broker):
         self.on_lost = on_lost
         self._stream: MessageStream | None = None
         self._sink: BrokerSink | None = None
-        self._pending: dict[int, asyncio.Future] = {}
-        self._next_id = 0
+        self._pending = PendingRequests()
         self._closing = False
 
     @property
@@ -269,15 +268,12 @@ class LocalBroker(Broker):
     async def close(self) -> None:
         self._closing = True
         if self._pending:  # let requests already sent complete (leaves, presence)
-            await asyncio.wait(list(self._pending.values()), timeout=1.0)
+            await asyncio.wait(self._pending.futures(), timeout=1.0)
         if self._stream is not None:
             await self._stream.close()
 
     def _lost(self, exc: Exception | None) -> None:
-        pending, self._pending = self._pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(BrokerUnavailable("the link to the master is closed"))
+        self._pending.fail_all(BrokerUnavailable("the link to the master is closed"))
         if not self._closing and self.on_lost is not None:
             self.on_lost()
 
@@ -285,10 +281,7 @@ class LocalBroker(Broker):
         stream = self._stream
         if stream is None or stream.closed:
             raise BrokerUnavailable("the link to the master is closed")
-        self._next_id += 1
-        request_id = self._next_id
-        future = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
+        request_id, future = self._pending.new()
         stream.send([REQUEST, request_id, method, *args])
         return future
 
@@ -298,14 +291,10 @@ class LocalBroker(Broker):
         if kind == PUBLICATION:
             _, channel, offset, epoch, data, user = message
             sink.on_publication(channel, Publication(offset, epoch, data, user))
-        elif kind in (REPLY, FAILURE):
-            future = self._pending.pop(message[1], None)
-            if future is None or future.done():
-                return
-            if kind == REPLY:
-                future.set_result(message[2])
-            else:
-                future.set_exception(BrokerUnavailable(message[2]))
+        elif kind == REPLY:
+            self._pending.resolve(message[1], message[2])
+        elif kind == FAILURE:
+            self._pending.fail(message[1], BrokerUnavailable(message[2]))
         elif kind == JOIN:
             sink.on_join(message[1], ClientInfo(*message[2:]))
         elif kind == LEAVE:

@@ -53,7 +53,7 @@ from typing import Any
 from fastws.hub.broker import create_broker
 from fastws.hub.broker.local import BrokerHost
 from fastws.hub.config import ConfigError, HubConfig
-from fastws.hub.ipc import MessageStream
+from fastws.hub.ipc import MessageStream, PendingRequests
 from fastws.hub.logs import setup_logging
 from fastws.hub.metrics import (
     LoopLag,
@@ -133,8 +133,7 @@ class WorkerProcess:
         self.final: list[Sample] | None = None
         self.retired = False
         self.deadline: float | None = None
-        self._snapshots: dict[int, asyncio.Future] = {}
-        self._next_id = 0
+        self._snapshots = PendingRequests()
 
     @property
     def pid(self) -> int | None:
@@ -153,19 +152,15 @@ class WorkerProcess:
         """Its current samples (the last known ones if it does not answer in time)."""
         if self.state == "starting" or not self.ready.done():
             return []
-        self._next_id += 1
-        future = asyncio.get_running_loop().create_future()
-        self._snapshots[self._next_id] = future
-        if self.send({"t": "snapshot", "id": self._next_id}):
+        snapshot_id, future = self._snapshots.new()
+        if self.send({"t": "snapshot", "id": snapshot_id}):
             with contextlib.suppress(TimeoutError):
                 self.samples = await asyncio.wait_for(future, SNAPSHOT_TIMEOUT)
-        self._snapshots.pop(self._next_id, None)
+        self._snapshots.forget(snapshot_id)
         return self.samples
 
     def answer(self, snapshot_id: int, samples: list[Sample]) -> None:
-        future = self._snapshots.get(snapshot_id)
-        if future is not None and not future.done():
-            future.set_result(samples)
+        self._snapshots.resolve(snapshot_id, samples)
 
 
 class Supervisor:

@@ -40,7 +40,7 @@ from typing import Any
 
 from fastws.hub.broker import create_broker
 from fastws.hub.config import ChannelOptions, ConfigError, HubConfig
-from fastws.hub.ipc import MessageStream
+from fastws.hub.ipc import MessageStream, PendingRequests
 from fastws.hub.logs import setup_logging
 from fastws.hub.metrics import hub_samples
 from fastws.hub.protocol import codes
@@ -93,8 +93,7 @@ class Worker:
         self.slot = "?"
         self._first: asyncio.Future | None = None
         self._order: asyncio.Future | None = None  # ("drain", window) | ("stop", None)
-        self._scrapes: dict[int, asyncio.Future] = {}
-        self._next_scrape = 0
+        self._scrapes = PendingRequests()
 
     # -- the control link ----------------------------------------------------------------
 
@@ -111,17 +110,12 @@ class Worker:
             samples = self._samples()
             self.control.send({"t": "snapshot", "id": message["id"], "samples": samples})
         elif kind == "metrics":
-            future = self._scrapes.pop(message["id"], None)
-            if future is not None and not future.done():
-                future.set_result(message["text"])
+            self._scrapes.resolve(message["id"], message["text"])
 
     def _on_control_lost(self, exc: Exception | None) -> None:
         if self._first is not None and not self._first.done():
             self._first.set_exception(ConnectionError("the master closed the control link"))
-        for future in self._scrapes.values():
-            if not future.done():
-                future.set_exception(ConnectionError("the master is gone"))
-        self._scrapes.clear()
+        self._scrapes.fail_all(ConnectionError("the master is gone"))
         if self._order is not None and not self._order.done():
             logger.warning("fastws hub: the master is gone; letting clients go and exiting")
         self._give_order(("drain", self._drain_window()))
@@ -144,15 +138,12 @@ class Worker:
         """/metrics of the whole hub, gathered by the master."""
         if self.control is None or self.control.closed:
             return self.hub.local_metrics()
-        self._next_scrape += 1
-        scrape_id = self._next_scrape
-        future = asyncio.get_running_loop().create_future()
-        self._scrapes[scrape_id] = future
+        scrape_id, future = self._scrapes.new()
         self.control.send({"t": "scrape", "id": scrape_id})
         try:
             return await asyncio.wait_for(future, SCRAPE_TIMEOUT)
         except (TimeoutError, ConnectionError):
-            self._scrapes.pop(scrape_id, None)
+            self._scrapes.forget(scrape_id)
             return self.hub.local_metrics()
 
     # -- life cycle ------------------------------------------------------------------------

@@ -123,7 +123,7 @@ class RedisBroker(Broker):
         self.publish_latency_total = 0.0
         if local_delivery_on_outage:
             for shard in self.shards:
-                shard.local_epoch = "local-" + new_epoch()
+                self._new_local_stream(shard)
 
     # -- state -----------------------------------------------------------------------
 
@@ -218,8 +218,13 @@ class RedisBroker(Broker):
 
     def on_shard_down(self, shard: Shard) -> None:
         if self.local_delivery_on_outage:
-            shard.local_epoch = "local-" + new_epoch()
-            shard.local_offsets = {}
+            self._new_local_stream(shard)
+
+    @staticmethod
+    def _new_local_stream(shard: Shard) -> None:
+        """The epoch of what this node delivers itself while ``shard`` is down."""
+        shard.local_epoch = "local-" + new_epoch()
+        shard.local_offsets = {}
 
     # -- after a (re)connection ------------------------------------------------------
 
