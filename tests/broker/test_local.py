@@ -10,7 +10,7 @@ import pytest
 from fastws.hub.broker import BrokerUnavailable, ClientInfo, PublishOptions, StreamPosition
 from fastws.hub.broker.local import BrokerHost, LocalBroker
 from fastws.hub.broker.memory import MemoryBroker
-from tests.support.brokers import Sink
+from tests.support.brokers import Sink, check_reverse_history
 from tests.support.loops import run_async
 
 HISTORY = PublishOptions(history_size=10, history_ttl=60)
@@ -93,4 +93,16 @@ async def test_a_lost_worker_leaves_no_presence_and_learns_the_master_is_gone() 
             await two.publish("c", b"1", None, HISTORY)
     finally:
         await two.close()
+        await host.close()
+
+
+@run_async()
+async def test_history_read_in_reverse_through_the_host() -> None:
+    host = BrokerHost(MemoryBroker())
+    await host.start()
+    broker, _, _ = await attach(host, "one")
+    try:
+        await check_reverse_history(broker, "r")
+    finally:
+        await broker.close()
         await host.close()

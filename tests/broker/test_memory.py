@@ -6,7 +6,7 @@ import pytest
 
 from fastws.hub.broker import BrokerUnavailable, ClientInfo, PublishOptions, StreamPosition
 from fastws.hub.broker.memory import MemoryBroker
-from tests.support.brokers import Sink
+from tests.support.brokers import Sink, check_reverse_history
 from tests.support.loops import run_async
 
 HISTORY = PublishOptions(history_size=3, history_ttl=10.0)
@@ -71,6 +71,13 @@ async def test_history_bounded_by_size_and_age() -> None:
     assert [p.offset for p in (await broker.history("h", None, None)).publications] == [5]
     clock.now += 100
     assert (await broker.history("h", None, None)).publications == []
+    await broker.close()
+
+
+@run_async(loops=("asyncio",))
+async def test_history_read_in_reverse() -> None:
+    broker, _ = await started()
+    await check_reverse_history(broker, "r")
     await broker.close()
 
 

@@ -11,6 +11,7 @@ import fastws.hub.broker.redis.scripts as rs
 from fastws.hub.broker import BrokerUnavailable, ClientInfo, PublishOptions, StreamPosition
 from fastws.hub.broker.redis import RedisBroker
 from fastws.hub.metrics import broker_samples
+from tests.support.brokers import check_reverse_history
 from tests.support.loops import run_async
 from tests.support.redis import RedisServer, private_redis, redis_maker
 
@@ -109,6 +110,13 @@ async def test_history_positions_and_epochs(redis_server: RedisServer) -> None:
     redis_server.command("FLUSHALL")
     fresh = await broker.publish("h", b"x", None, HISTORY)
     assert fresh.offset == 1 and fresh.epoch != epoch
+    await broker.close()
+
+
+@run_async()
+async def test_history_read_in_reverse(redis_server: RedisServer) -> None:
+    broker, _ = await started([redis_server.url])
+    await check_reverse_history(broker, "r")
     await broker.close()
 
 

@@ -9,7 +9,7 @@ import pytest
 from fastws.hub.broker import HistoryResult, StreamPosition
 from fastws.hub.broker.memory import MemoryBroker
 from fastws.hub.config import ChannelOptions
-from tests.support.hub import HubClient, running_hub
+from tests.support.hub import HubClient, api, running_hub
 from tests.support.loops import run_async
 
 STREAMS = ChannelOptions("stream:*", history_size=1000, history_ttl=60)
@@ -37,10 +37,10 @@ class RemoteLikeBroker(MemoryBroker):
         await asyncio.sleep(0)
         return await super().publish(channel, data, user, options)
 
-    async def history(self, channel, since, limit) -> HistoryResult:
+    async def history(self, channel, since, limit, reverse=False) -> HistoryResult:
         before = self._streams[channel].offset if channel in self._streams else 0
         await asyncio.sleep(0.005)
-        result = await super().history(channel, since, limit)
+        result = await super().history(channel, since, limit, reverse)
         self.published_during_history += result.position.offset - before
         await asyncio.sleep(0.005)  # more arrive after the read: those are buffered
         return result
@@ -114,6 +114,33 @@ async def test_subscribe_from_a_position_recovers_exactly_the_missed() -> None:
         current = {"epoch": first["epoch"], "offset": 7}
         same = await client.result("subscribe", {"channel": "room:r", "since": current})
         assert same["recovered"] is True and same["publications"] == []
+        await client.close()
+
+
+@run_async()
+async def test_history_read_newest_first_by_clients_and_the_api() -> None:
+    async with running_hub(api_key="key") as hub:
+        client = await HubClient.open(hub.port)
+        await publish_many(client, "room:v", 5)
+        last = await client.result("history", {"channel": "room:v", "limit": 2, "reverse": True})
+        assert [p["offset"] for p in last["publications"]] == [5, 4]
+        assert [p["data"]["i"] for p in last["publications"]] == [4, 3]
+        before = {"epoch": last["epoch"], "offset": 4}
+        page = await client.result(
+            "history", {"channel": "room:v", "since": before, "limit": 2, "reverse": True}
+        )
+        assert [p["offset"] for p in page["publications"]] == [3, 2]
+        code, _ = await client.error(
+            "history", {"channel": "room:v", "since": {**before, "epoch": "x"}, "reverse": True}
+        )
+        assert code == 410
+        code, message = await client.error("history", {"channel": "room:v", "reverse": 1})
+        assert code == 400 and "reverse" in message
+        status, body = await api(hub.port, "GET", "/api/v1/history?channel=room:v&reverse=true")
+        assert status == 200
+        assert [p["offset"] for p in body["result"]["publications"]] == [5, 4, 3, 2, 1]
+        status, body = await api(hub.port, "GET", "/api/v1/history?channel=room:v&reverse=no")
+        assert status == 400 and "reverse" in body["error"]["message"]
         await client.close()
 
 

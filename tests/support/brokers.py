@@ -1,6 +1,9 @@
-"""A recording sink for broker tests: what a broker delivered, in order, as plain tuples."""
+"""Broker test helpers: a recording sink (what a broker delivered, in order, as plain
+tuples) and checks every broker must pass the same way."""
 
 from __future__ import annotations
+
+from fastws.hub.broker import Broker, PublishOptions, StreamPosition
 
 
 class Sink:
@@ -23,3 +26,33 @@ class Sink:
 
     def on_disconnect_user(self, user, code, reason):
         self.events.append(("disconnect", user, code, reason))
+
+
+async def check_reverse_history(broker: Broker, channel: str) -> None:
+    """Reading history backwards: newest first, ``limit`` keeps the newest, ``since`` pages
+    back from a position. Publishes 6 publications in ``channel``, history keeps 4."""
+    options = PublishOptions(history_size=4, history_ttl=60)
+    for i in range(1, 7):
+        position = await broker.publish(channel, b"%d" % i, None, options)
+    epoch = position.epoch
+
+    async def offsets(since: int | None, limit: int | None, epoch: str = epoch) -> list[int]:
+        wanted = None if since is None else StreamPosition(since, epoch)
+        result = await broker.history(channel, wanted, limit, reverse=True)
+        assert result.position == position
+        return [p.offset for p in result.publications]
+
+    assert await offsets(None, None) == [6, 5, 4, 3]
+    assert await offsets(None, 2) == [6, 5]
+    assert await offsets(None, 0) == []
+    assert await offsets(5, 2) == [4, 3]  # the page before offset 5
+    assert await offsets(4, None) == [3]  # history holds nothing older than 3
+    assert await offsets(3, 10) == []
+    assert await offsets(1, None) == []
+    assert await offsets(9, 2) == [6, 5]  # ahead of the stream: from the newest
+    assert await offsets(5, 2, epoch="other") == []
+    # Forward reads are unchanged beside it.
+    forward = await broker.history(channel, StreamPosition(3, epoch), 2)
+    assert [p.offset for p in forward.publications] == [4, 5]
+    data = await broker.history(channel, None, 1, reverse=True)
+    assert [p.data for p in data.publications] == [b"6"]

@@ -73,7 +73,8 @@ class PublishOptions:
 
 @dataclass(frozen=True, slots=True)
 class HistoryResult:
-    """The current stream position and the publications asked for, oldest first."""
+    """The current stream position and the publications asked for (oldest first, unless
+    read in reverse)."""
 
     position: StreamPosition
     publications: list[Publication]
@@ -165,11 +166,18 @@ class Broker:
         raise NotImplementedError
 
     async def history(
-        self, channel: str, since: StreamPosition | None, limit: int | None
+        self,
+        channel: str,
+        since: StreamPosition | None,
+        limit: int | None,
+        reverse: bool = False,
     ) -> HistoryResult:
         """Publications after ``since`` (all held when None), oldest first, at most ``limit``
         (no bound when None; 0 asks for the position only). When ``since`` names another
-        epoch, no publication is returned: its offsets mean nothing in this one."""
+        epoch, no publication is returned: its offsets mean nothing in this one.
+
+        ``reverse`` reads backwards: the publications before ``since`` (all held when
+        None), newest first, at most ``limit`` (the newest ones)."""
         raise NotImplementedError
 
     async def add_presence(self, channel: str, info: ClientInfo) -> None:

@@ -166,10 +166,15 @@ class BrokerHost:
         return [position.offset, position.epoch]
 
     def _history(
-        self, peer: _Peer, channel: str, since: list | None, limit: int | None
+        self,
+        peer: _Peer,
+        channel: str,
+        since: list | None,
+        limit: int | None,
+        reverse: bool = False,
     ) -> list:
         position = StreamPosition(since[0], since[1]) if since is not None else None
-        result = _now(self.broker.history(channel, position, limit))
+        result = _now(self.broker.history(channel, position, limit, reverse))
         publications = [[p.offset, p.epoch, p.data, p.user] for p in result.publications]
         return [result.position.offset, result.position.epoch, publications]
 
@@ -321,10 +326,17 @@ class LocalBroker(Broker):
         return StreamPosition(offset, epoch)
 
     async def history(
-        self, channel: str, since: StreamPosition | None, limit: int | None
+        self,
+        channel: str,
+        since: StreamPosition | None,
+        limit: int | None,
+        reverse: bool = False,
     ) -> HistoryResult:
         wanted = [since.offset, since.epoch] if since is not None else None
-        offset, epoch, items = await self._call("history", channel, wanted, limit)
+        # ``reverse`` travels only when set: a master of the previous release (during a
+        # reload) then still serves every other read.
+        extra = (True,) if reverse else ()
+        offset, epoch, items = await self._call("history", channel, wanted, limit, *extra)
         return HistoryResult(StreamPosition(offset, epoch), [Publication(*item) for item in items])
 
     async def add_presence(self, channel: str, info: ClientInfo) -> None:

@@ -145,7 +145,11 @@ class MemoryBroker(Broker):
         return StreamPosition(stream.offset, stream.epoch)
 
     async def history(
-        self, channel: str, since: StreamPosition | None, limit: int | None
+        self,
+        channel: str,
+        since: StreamPosition | None,
+        limit: int | None,
+        reverse: bool = False,
     ) -> HistoryResult:
         self._check()
         now = self._clock()
@@ -155,13 +159,17 @@ class MemoryBroker(Broker):
         items = stream.items
         if limit == 0 or not items:
             return HistoryResult(position, [])
-        start = 0
-        if since is not None:
-            if since.epoch != stream.epoch:
-                return HistoryResult(position, [])
-            # Offsets in history are consecutive: the first wanted one is found by arithmetic.
-            first = items[0][1].offset
-            start = max(0, since.offset + 1 - first)
+        if since is not None and since.epoch != stream.epoch:
+            return HistoryResult(position, [])
+        # Offsets in history are consecutive: the wanted ones are found by arithmetic.
+        first = items[0][1].offset
+        if reverse:
+            stop = len(items) if since is None else min(len(items), max(0, since.offset - first))
+            start = 0 if limit is None else max(0, stop - limit)
+            publications = [p for _, p in islice(items, start, stop)]
+            publications.reverse()
+            return HistoryResult(position, publications)
+        start = 0 if since is None else max(0, since.offset + 1 - first)
         stop = None if limit is None else start + limit
         publications = [p for _, p in islice(items, start, stop)]
         return HistoryResult(position, publications)

@@ -11,16 +11,24 @@ from fastws.hub.protocol import codes
 
 
 async def history(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """The publications history holds (after ``since``); 410 when it no longer reaches back
-    to ``since``."""
+    """The publications history holds after ``since``, oldest first; 410 when it no longer
+    reaches back to ``since``. With ``reverse``: the ones before ``since``, newest first;
+    410 when ``since`` is not a position of the stream."""
     channel, since, limit = params["channel"], params["since"], params["limit"]
+    reverse = params["reverse"]
     node = ctx.node
     requested = limit
     if node.config.channel_options(channel).history_size == 0:
         limit = 0
-    result = await node.broker.history(channel, since, limit)
-    if since is not None and requested != 0 and not recovers(since, result, limit):
-        position = result.position
+    result = await node.broker.history(channel, since, limit, reverse)
+    position = result.position
+    if since is None or requested == 0:
+        return messages.history_reply(ctx.wire, result)
+    if reverse:
+        found = since.epoch == position.epoch and since.offset <= position.offset
+    else:
+        found = recovers(since, result, limit)
+    if not found:
         raise codes.HubError(
             codes.UNRECOVERABLE_POSITION,
             f"position {since.epoch}:{since.offset} is not in the history of {channel!r} "

@@ -395,20 +395,29 @@ class RedisBroker(Broker):
         return StreamPosition(offset, epoch.decode())
 
     async def history(
-        self, channel: str, since: StreamPosition | None, limit: int | None
+        self,
+        channel: str,
+        since: StreamPosition | None,
+        limit: int | None,
+        reverse: bool = False,
     ) -> HistoryResult:
         shard = self.shard(channel)
         if shard.breaker.state != CLOSED and self.local_delivery_on_outage:
             offset = shard.local_offsets.get(channel, 0)
             return HistoryResult(StreamPosition(offset, shard.local_epoch), [])
-        result = await self._history(shard, channel, since, limit)
+        result = await self._history(shard, channel, since, limit, reverse)
         if channel not in self._positions and shard.pubsub_name(channel) in shard.channels:
             position = result.position  # where a newly subscribed channel starts
             self._positions[channel] = Publication(position.offset, position.epoch, b"")
         return result
 
     async def _history(
-        self, shard: Shard, channel: str, since: StreamPosition | None, limit: int | None
+        self,
+        shard: Shard,
+        channel: str,
+        since: StreamPosition | None,
+        limit: int | None,
+        reverse: bool = False,
     ) -> HistoryResult:
         epoch, offset, records = await shard.execute(
             shard.history,
@@ -419,10 +428,13 @@ class RedisBroker(Broker):
                 -1 if limit is None else limit,
                 new_epoch(),
                 self._meta_ttl_ms,
+                1 if reverse else 0,
             ),
         )
         epoch = epoch.decode()
         publications = [rs.decode_history(record, epoch) for record in records]
+        if reverse:
+            publications.reverse()  # the script returns the range oldest first
         return HistoryResult(StreamPosition(offset, epoch), publications)
 
     def _publish_locally(

@@ -193,9 +193,10 @@ return {offset, epoch}
 )
 
 # KEYS: meta, history. ARGV: since epoch ('' for none), since offset, limit (-1:
-# no limit), new epoch, meta ttl ms. Returns {epoch, offset, records}; records
-# of expired publications are dropped first. History offsets are consecutive,
-# so the first wanted record is found by arithmetic.
+# no limit), new epoch, meta ttl ms, reverse (1: the records before since, the
+# newest `limit` of them). Returns {epoch, offset, records}, records oldest
+# first; records of expired publications are dropped first. History offsets are
+# consecutive, so the wanted records are found by arithmetic.
 HISTORY = (
     _POSITION.replace("NEW_EPOCH", "ARGV[4]").replace("META_TTL", "ARGV[5]")
     + """
@@ -212,10 +213,21 @@ while first do
   first = redis.call('LINDEX', KEYS[2], 0)
 end
 if not first then return {epoch, offset, {}} end
+if ARGV[1] ~= '' and ARGV[1] ~= epoch then return {epoch, offset, {}} end
+local first_offset = tonumber(string.match(first, '^(%d+),'))
+if ARGV[6] == '1' then
+  local stop = redis.call('LLEN', KEYS[2]) - 1
+  if ARGV[1] ~= '' then
+    stop = math.min(stop, tonumber(ARGV[2]) - 1 - first_offset)
+    if stop < 0 then return {epoch, offset, {}} end
+  end
+  local start = 0
+  if limit > 0 then start = math.max(0, stop - limit + 1) end
+  return {epoch, offset, redis.call('LRANGE', KEYS[2], start, stop)}
+end
 local start = 0
 if ARGV[1] ~= '' then
-  if ARGV[1] ~= epoch then return {epoch, offset, {}} end
-  start = tonumber(ARGV[2]) + 1 - tonumber(string.match(first, '^(%d+),'))
+  start = tonumber(ARGV[2]) + 1 - first_offset
   if start < 0 then start = 0 end
 end
 local stop = -1
