@@ -307,7 +307,7 @@ class Fastws(System):
             {"id": 1, "method": "connect", "params": {}},
             {"id": 2, "method": "subscribe", "params": {"channel": CHANNEL}},
         ):
-            ws.send_frame(OP_TEXT, orjson.dumps(command))
+            ws.send_message(OP_TEXT, orjson.dumps(command))
 
     async def open_official(self, port, probe):
         from fastws.hub.client import Client
@@ -322,7 +322,7 @@ class Fastws(System):
         ws = await fastws.connect(
             f"ws://127.0.0.1:{port}/connection", subprotocols=["fastws.json"], listener=replies
         )
-        ws.send_frame(OP_TEXT, orjson.dumps({"id": 1, "method": "connect", "params": {}}))
+        ws.send_message(OP_TEXT, orjson.dumps({"id": 1, "method": "connect", "params": {}}))
         await asyncio.wait_for(replies.ready, 10)
         return ws, replies
 
@@ -391,18 +391,18 @@ class SocketIO(System):
         if head == b"42":
             return orjson.loads(payload[2:])[1]["t"]
         if head[:1] == b"0":
-            ws.send_frame(OP_TEXT, b"40")
+            ws.send_message(OP_TEXT, b"40")
         elif head == b"2":
-            ws.send_frame(OP_TEXT, b"3")
+            ws.send_message(OP_TEXT, b"3")
         return None
 
     def publisher_message(self, replies, ws, payload):
         if payload[:1] == b"0":
-            ws.send_frame(OP_TEXT, b"40")
+            ws.send_message(OP_TEXT, b"40")
         elif payload[:2] == b"40" and not replies.ready.done():
             replies.ready.set_result(None)
         elif payload == b"2":
-            ws.send_frame(OP_TEXT, b"3")
+            ws.send_message(OP_TEXT, b"3")
         elif payload[:2] == b"44":
             replies.errors += 1
 
@@ -448,7 +448,7 @@ async def publish_steadily(ws, system: System, rate: int, seconds: float, start_
             return start_seq + sent
         due = int(elapsed * rate) - sent
         for _ in range(due):
-            ws.send_frame(OP_TEXT, system.publish_frame(start_seq + sent))
+            ws.send_message(OP_TEXT, system.publish_frame(start_seq + sent))
             sent += 1
         await asyncio.sleep(0.001)
 

@@ -22,6 +22,7 @@ _EXPORTS = {
     "ConnectionClosedOK": "fastws.errors",
     "ConnectionClosedError": "fastws.errors",
     "Request": "fastws.handshake",
+    "State": "fastws.connection",
     "Listener": "fastws.protocol",
     "WebSocket": "fastws.protocol",
     "broadcast": "fastws.protocol",
@@ -50,6 +51,7 @@ __all__ = [
     "Response",
     "Server",
     "ServerConnection",
+    "State",
     "WebSocket",
     "WebSocketError",
     "broadcast",
@@ -70,6 +72,7 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from fastws.client import ClientConnection, connect
     from fastws.codec import BACKEND, OP_BINARY, OP_TEXT
+    from fastws.connection import State
     from fastws.errors import (
         ConnectionClosed,
         ConnectionClosedError,

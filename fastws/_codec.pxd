@@ -29,7 +29,7 @@ cdef class FrameParser:
     cdef Py_ssize_t _cap
     cdef Py_ssize_t _start       # first byte not yet handed out as a frame
     cdef Py_ssize_t _end         # end of received bytes
-    cdef Py_ssize_t _need        # size of the pending frame once its header is checked, else 0
+    cdef Py_ssize_t _frame_size  # size of the pending frame once its header is checked, else 0
     cdef object _error           # (code, reason) once failed, else None
 
     cdef int feed_ptr(self, const unsigned char *data, Py_ssize_t n) except -1

@@ -18,6 +18,7 @@ import threading as _threading
 
 from fastws.buffers import default_pool
 from fastws.closecodes import build_close, parse_close
+from fastws import faults
 from fastws.errors import ProtocolError
 
 cdef extern from "pythread.h":
@@ -530,19 +531,19 @@ def write_frame(bytearray out, opcode, payload, bint fin=True, bint rsv1=False,
 
 # ---------------------------------------------------------------- parsing frames
 
-cdef enum _Fault:
-    F_OPCODE = 1
-    F_RSV1_UNNEGOTIATED
-    F_RSV1_CONTROL
-    F_RSV1_CONTINUATION
-    F_RSV2
-    F_RSV3
-    F_FRAGMENTED_CONTROL
-    F_CONTROL_TOO_LONG
-    F_UNMASKED
-    F_MASKED
-    F_LENGTH_MSB
-    F_TOO_BIG
+# The faults' numbers, defined once in fastws.faults, as C ints for the hot path.
+cdef int F_OPCODE = faults.OPCODE
+cdef int F_RSV1_UNNEGOTIATED = faults.RSV1_UNNEGOTIATED
+cdef int F_RSV1_CONTROL = faults.RSV1_CONTROL
+cdef int F_RSV1_CONTINUATION = faults.RSV1_CONTINUATION
+cdef int F_RSV2 = faults.RSV2
+cdef int F_RSV3 = faults.RSV3
+cdef int F_FRAGMENTED_CONTROL = faults.FRAGMENTED_CONTROL
+cdef int F_CONTROL_TOO_LONG = faults.CONTROL_TOO_LONG
+cdef int F_UNMASKED = faults.UNMASKED
+cdef int F_MASKED = faults.MASKED
+cdef int F_LENGTH_MSB = faults.LENGTH_MSB
+cdef int F_TOO_BIG = faults.TOO_BIG
 
 
 cdef inline int _check_first_byte(unsigned int b0, bint rsv1_allowed) noexcept nogil:
@@ -584,7 +585,7 @@ cdef class FrameParser:
         self._buf = None
         self._view = None
         self._data = NULL
-        self._cap = self._start = self._end = self._need = 0
+        self._cap = self._start = self._end = self._frame_size = 0
         self._error = None
         self._forget_frame_view()
 
@@ -617,7 +618,7 @@ cdef class FrameParser:
         self._buf = None
         self._view = None
         self._data = NULL
-        self._cap = self._start = self._end = self._need = 0
+        self._cap = self._start = self._end = self._frame_size = 0
         self._give_back(old)
         return 0
 
@@ -641,7 +642,7 @@ cdef class FrameParser:
             self._data = _scratch_data
             self._cap = _READ_SIZE
             self._give_back(old)
-        self._start = self._end = self._need = 0
+        self._start = self._end = self._frame_size = 0
         return 0
 
     cdef inline void _forget_frame_view(self) noexcept:
@@ -660,8 +661,8 @@ cdef class FrameParser:
             return 0
         if pending == 0:
             return self._drop()
-        # _need is 0 until the pending frame's header is complete (and checked)
-        cdef Py_ssize_t capacity = _size_class(self._need if self._need else pending)
+        # _frame_size is 0 until the pending frame's header is complete (and checked)
+        cdef Py_ssize_t capacity = _size_class(self._frame_size if self._frame_size else pending)
         if capacity != self._cap or self._buf is _scratch:
             self._take(capacity, self._start, pending)
         elif self._start:
@@ -672,33 +673,8 @@ cdef class FrameParser:
 
     # -- errors
 
-    cdef int _fail(self, int kind, uint64_t value) except -1:
-        cdef int code = 1002
-        if kind == F_OPCODE:
-            reason = f"unknown opcode {value:#x}"
-        elif kind == F_RSV1_UNNEGOTIATED:
-            reason = "RSV1 set without a negotiated extension"
-        elif kind == F_RSV1_CONTROL:
-            reason = "RSV1 set on a control frame"
-        elif kind == F_RSV1_CONTINUATION:
-            reason = "RSV1 set on a continuation frame"
-        elif kind == F_RSV2:
-            reason = "RSV2 set without a negotiated extension"
-        elif kind == F_RSV3:
-            reason = "RSV3 set without a negotiated extension"
-        elif kind == F_FRAGMENTED_CONTROL:
-            reason = "fragmented control frame"
-        elif kind == F_CONTROL_TOO_LONG:
-            reason = "control frame payload over 125 bytes"
-        elif kind == F_UNMASKED:
-            reason = "unmasked frame from a client"
-        elif kind == F_MASKED:
-            reason = "masked frame from a server"
-        elif kind == F_LENGTH_MSB:
-            reason = "payload length with the most significant bit set"
-        else:
-            code = 1009
-            reason = f"frame payload of {value} bytes exceeds the limit of {self.max_size} bytes"
+    cdef int _fail(self, int fault, uint64_t value) except -1:
+        code, reason = faults.frame_fault(fault, value, self.max_size)
         self._error = (code, reason)
         self._drop()
         raise ProtocolError(code, reason)
@@ -710,7 +686,7 @@ cdef class FrameParser:
     # -- the hot path
 
     cdef int _process(self) except -1:
-        """Hand out every complete frame between _start and _end; leave in _need the
+        """Hand out every complete frame between _start and _end; leave in _frame_size the
         size of the incomplete frame that follows (header checked), else 0."""
         cdef unsigned char *data = self._data
         cdef Py_ssize_t start = self._start
@@ -722,7 +698,7 @@ cdef class FrameParser:
         cdef uint64_t n
         cdef int fault, i
         cdef bint masked = not self._client
-        self._need = 0
+        self._frame_size = 0
         while True:
             avail = end - start
             if avail < 2:
@@ -764,7 +740,7 @@ cdef class FrameParser:
             if masked:
                 header += 4
             if avail < header or <uint64_t>(avail - header) < n:
-                self._need = header + <Py_ssize_t>n
+                self._frame_size = header + <Py_ssize_t>n
                 return 0
             payload = data + start + header
             if masked:
@@ -799,7 +775,7 @@ cdef class FrameParser:
         elif self._buf is None or (pending == 0 and self._buf is _scratch):
             self._take(n, 0, 0)
         elif pending + n > self._cap - self._start:
-            self._take(pending + n if pending + n > self._need else self._need,
+            self._take(pending + n if pending + n > self._frame_size else self._frame_size,
                        self._start, pending)
         # memmove: data may be a view of this very buffer
         memmove(self._data + self._end, data, n)
@@ -835,7 +811,7 @@ cdef class FrameParser:
             self._take(_READ_SIZE, 0, 0)
         else:
             # read at least 64 KiB at a time, and a big frame straight into place
-            want = self._need if self._need > _READ_SIZE else _READ_SIZE
+            want = self._frame_size if self._frame_size > _READ_SIZE else _READ_SIZE
             if self._cap < want:
                 self._take(_size_class(want), self._start, self._end - self._start)
         return fastws_subview(self._view, self._end, self._cap - self._end)
@@ -879,11 +855,11 @@ cdef class Utf8Validator:
         cdef uint32_t state = fastws_utf8_run(self._state, data, n)
         if state == FASTWS_U_REJECT:
             self._state = FASTWS_U_ACCEPT
-            raise ProtocolError(1007, "invalid UTF-8 in text message")
+            raise ProtocolError(1007, faults.INVALID_UTF8)
         if final:
             self._state = FASTWS_U_ACCEPT
             if state != FASTWS_U_ACCEPT:
-                raise ProtocolError(1007, "text message ends inside a UTF-8 sequence")
+                raise ProtocolError(1007, faults.UNFINISHED_UTF8)
         else:
             self._state = state
         return 0

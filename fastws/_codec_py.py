@@ -14,6 +14,7 @@ import struct
 import threading
 from collections.abc import Callable
 
+from fastws import faults
 from fastws.buffers import BufferPool, default_pool
 from fastws.closecodes import build_close, parse_close
 from fastws.errors import ProtocolError
@@ -216,31 +217,31 @@ def build_frame(
 # --------------------------------------------------------------------------- parsing
 
 
-def _first_byte_error(b0: int, rsv1_allowed: bool) -> tuple[int, str] | None:
-    """What is wrong with a frame's first byte (FIN, RSV1-3, opcode), in check order."""
+def _first_byte_fault(b0: int, rsv1_allowed: bool) -> int:
+    """What is wrong with a frame's first byte (FIN, RSV1-3, opcode), in check order, or 0."""
     opcode = b0 & 0x0F
     if opcode not in _OPCODES:
-        return 1002, f"unknown opcode {opcode:#x}"
+        return faults.OPCODE
     if b0 & 0x40:
         if not rsv1_allowed:
-            return 1002, "RSV1 set without a negotiated extension"
+            return faults.RSV1_UNNEGOTIATED
         if opcode >= OP_CLOSE:
-            return 1002, "RSV1 set on a control frame"
+            return faults.RSV1_CONTROL
         if opcode == OP_CONTINUATION:
-            return 1002, "RSV1 set on a continuation frame"
+            return faults.RSV1_CONTINUATION
     if b0 & 0x20:
-        return 1002, "RSV2 set without a negotiated extension"
+        return faults.RSV2
     if b0 & 0x10:
-        return 1002, "RSV3 set without a negotiated extension"
+        return faults.RSV3
     if opcode >= OP_CLOSE and not b0 & 0x80:
-        return 1002, "fragmented control frame"
-    return None
+        return faults.FRAGMENTED_CONTROL
+    return 0
 
 
-# indexed by [rsv1_allowed][first byte]: None when the byte is acceptable
-_FIRST_BYTE_ERRORS = (
-    tuple(_first_byte_error(b, False) for b in range(256)),
-    tuple(_first_byte_error(b, True) for b in range(256)),
+# indexed by [rsv1_allowed][first byte]: 0 when the byte is acceptable
+_FIRST_BYTE_FAULTS = (
+    tuple(_first_byte_fault(b, False) for b in range(256)),
+    tuple(_first_byte_fault(b, True) for b in range(256)),
 )
 _unpack_64 = struct.Struct("!Q").unpack_from
 
@@ -266,7 +267,7 @@ class FrameParser:
         "_view",
         "_start",
         "_end",
-        "_total",
+        "_frame_size",
         "_error",
     )
 
@@ -288,7 +289,7 @@ class FrameParser:
         self._view: memoryview | None = None
         self._start = 0  # first pending byte
         self._end = 0  # one past the last received byte
-        self._total = 0  # size of the pending frame once its header is complete, else 0
+        self._frame_size = 0  # size of the pending frame once its header is complete, else 0
         self._error: ProtocolError | None = None
 
     # ---- public API
@@ -319,7 +320,7 @@ class FrameParser:
             self._take(need)
             end = 0
         elif need > len(self._buf) - self._start:
-            self._move(_size_class(max(need, self._total)))
+            self._move(_size_class(max(need, self._frame_size)))
             end = self._end
         self._view[end : end + n] = data
         self._end = end + n
@@ -341,7 +342,7 @@ class FrameParser:
                 return _scratch_view
             self._take(_READ_SIZE)
         else:
-            want = self._total if self._total > _READ_SIZE else _READ_SIZE
+            want = self._frame_size if self._frame_size > _READ_SIZE else _READ_SIZE
             if len(buf) < want:
                 self._move(_size_class(want))
         return self._view[self._end :]
@@ -364,13 +365,17 @@ class FrameParser:
 
     def release(self) -> None:
         """Return the pooled buffer and drop pending bytes; the parser may be used again."""
+        self._drop()
+
+    # ---- buffer management
+
+    def _drop(self) -> None:
+        """Give the buffer back (pending bytes are lost)."""
         buf = self._buf
         self._buf = None
         self._view = None
-        self._start = self._end = self._total = 0
+        self._start = self._end = self._frame_size = 0
         self._give_back(buf)
-
-    # ---- buffer management
 
     def _give_back(self, buf: bytearray | None) -> None:
         if buf is _scratch:
@@ -387,7 +392,7 @@ class FrameParser:
             self._buf = _scratch
             self._view = _scratch_view
             self._give_back(old)
-        self._start = self._end = self._total = 0
+        self._start = self._end = self._frame_size = 0
 
     def _take(self, size: int) -> None:
         old = self._buf
@@ -419,9 +424,9 @@ class FrameParser:
         start, end = self._start, self._end
         pending = end - start
         if not pending:
-            self.release()
+            self._drop()
             return
-        capacity = _size_class(self._total or pending)
+        capacity = _size_class(self._frame_size or pending)
         if capacity != len(buf) or buf is _scratch:
             self._move(capacity)
         elif start:
@@ -430,9 +435,9 @@ class FrameParser:
             self._start = 0
             self._end = pending
 
-    def _fail(self, code: int, reason: str) -> ProtocolError:
-        self.release()
-        self._error = ProtocolError(code, reason)
+    def _fail(self, fault: int, value: int = 0) -> ProtocolError:
+        self._drop()
+        self._error = ProtocolError(*faults.frame_fault(fault, value, self.max_size))
         return self._error
 
     def _raise_again(self) -> ProtocolError:
@@ -454,30 +459,30 @@ class FrameParser:
         pos = self._start
         end = self._end
         on_frame = self._on_frame
-        first_byte_errors = _FIRST_BYTE_ERRORS[1 if self.rsv1_allowed else 0]
+        first_byte_faults = _FIRST_BYTE_FAULTS[1 if self.rsv1_allowed else 0]
         mask_bit = 0 if self._client else 0x80
         max_size = self.max_size
         while True:
             avail = end - pos
             if avail < 2:
                 if avail:
-                    error = first_byte_errors[buf[pos]]
-                    if error is not None:
-                        raise self._fail(*error)
+                    fault = first_byte_faults[buf[pos]]
+                    if fault:
+                        raise self._fail(fault, buf[pos] & 0x0F)
                 break
             b0 = buf[pos]
-            error = first_byte_errors[b0]
-            if error is not None:
-                raise self._fail(*error)
+            fault = first_byte_faults[b0]
+            if fault:
+                raise self._fail(fault, b0 & 0x0F)
             b1 = buf[pos + 1]
             opcode = b0 & 0x0F
             length = b1 & 0x7F
             if opcode >= OP_CLOSE and length > 125:
-                raise self._fail(1002, "control frame payload over 125 bytes")
+                raise self._fail(faults.CONTROL_TOO_LONG)
             if b1 & 0x80 != mask_bit:
                 if mask_bit:
-                    raise self._fail(1002, "unmasked frame from a client")
-                raise self._fail(1002, "masked frame from a server")
+                    raise self._fail(faults.UNMASKED)
+                raise self._fail(faults.MASKED)
             if length < 126:
                 header = 2
             elif length == 126:
@@ -490,18 +495,16 @@ class FrameParser:
                     break
                 length = _unpack_64(buf, pos + 2)[0]
                 if length >> 63:
-                    raise self._fail(1002, "payload length with the most significant bit set")
+                    raise self._fail(faults.LENGTH_MSB)
                 header = 10
             if length > max_size:
-                raise self._fail(
-                    1009, f"frame payload of {length} bytes exceeds the limit of {max_size} bytes"
-                )
+                raise self._fail(faults.TOO_BIG, length)
             if mask_bit:
                 header += 4
             total = header + length
             if avail < total:
                 self._start = pos
-                self._total = total
+                self._frame_size = total
                 return
             first = pos + header
             pos += total
@@ -511,17 +514,17 @@ class FrameParser:
             # the frame is consumed before the callback: if it raises, the
             # parser goes on with the next frame at the next call
             self._start = pos
-            self._total = 0
+            self._frame_size = 0
             on_frame(opcode, b0 >= 0x80, b0 & 0x40 != 0, payload)
             if self._buf is not buf:
                 return  # the callback released (or re-fed) the parser
             # the callback may have fed the parser or changed its limits
             pos = self._start
             end = self._end
-            first_byte_errors = _FIRST_BYTE_ERRORS[1 if self.rsv1_allowed else 0]
+            first_byte_faults = _FIRST_BYTE_FAULTS[1 if self.rsv1_allowed else 0]
             max_size = self.max_size
         self._start = pos
-        self._total = 0
+        self._frame_size = 0
 
 
 # --------------------------------------------------------------------------- UTF-8
@@ -611,12 +614,12 @@ class Utf8Validator:
                     self._tail = rest
         except ValueError:  # UnicodeDecodeError is one
             self._tail = b""
-            raise ProtocolError(1007, "invalid UTF-8 in text message") from None
+            raise ProtocolError(1007, faults.INVALID_UTF8) from None
         if final:
             left_open = bool(self._tail)
             self._tail = b""
             if left_open:
-                raise ProtocolError(1007, "text message ends inside a UTF-8 sequence")
+                raise ProtocolError(1007, faults.UNFINISHED_UTF8)
 
 
 def validate_utf8(data: Buffer) -> bool:

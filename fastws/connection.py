@@ -6,7 +6,8 @@ connection through ``on_close``. Bytes to send accumulate in ``out``, which the
 I/O layer writes and clears. No event loop is involved, so a test or a fuzzer
 can drive a connection one byte at a time.
 
-States and the rules enforced here:
+States (``State``; the server and client are CONNECTING until the HTTP
+Upgrade is done, a ``Connection`` starts OPEN) and the rules enforced here:
 
     OPEN     -> CLOSING   we sent a close frame and wait for the peer's
     OPEN     -> CLOSED    the peer's close arrived (we answered it), the
@@ -26,10 +27,11 @@ States and the rules enforced here:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from fastws import closecodes
+from fastws import closecodes, faults
 from fastws.codec import (
     OP_BINARY,
     OP_CLOSE,
@@ -51,9 +53,21 @@ if TYPE_CHECKING:
     from fastws.buffers import BufferPool
     from fastws.deflate import PerMessageDeflate
 
-OPEN = 1
-CLOSING = 2
-CLOSED = 3
+
+class State(enum.IntEnum):
+    """Where a WebSocket connection is in its life (RFC 6455 section 4 to 7)."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+# Module-level aliases: the hot path reads a global, not an enum attribute.
+CONNECTING = State.CONNECTING
+OPEN = State.OPEN
+CLOSING = State.CLOSING
+CLOSED = State.CLOSED
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 
@@ -185,7 +199,7 @@ class Connection:
         elif fin and not rsv1:
             # The common case: a whole, uncompressed message in one frame.
             if opcode == OP_TEXT and not validate_utf8(payload):
-                raise ProtocolError(closecodes.INVALID_DATA, "invalid UTF-8 in text message")
+                raise ProtocolError(closecodes.INVALID_DATA, faults.INVALID_UTF8)
             self.on_message(opcode, payload)
         else:
             self._msg_opcode = opcode
@@ -331,6 +345,8 @@ def prebuild(opcode: int, payload: bytes | bytearray | memoryview) -> bytes:
 
 __all__ = [
     "Connection",
+    "State",
+    "CONNECTING",
     "OPEN",
     "CLOSING",
     "CLOSED",

@@ -14,7 +14,7 @@ class EchoListener(Listener):
     """Sends every message back as it came (text as text, binary as binary)."""
 
     def on_message(self, ws: WebSocket, opcode: int, payload: memoryview) -> None:
-        ws.send_frame(opcode, payload)
+        ws.send_message(opcode, payload)
 
 
 async def run_echo(

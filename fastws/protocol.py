@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,12 +29,10 @@ from typing import Any
 
 from fastws import closecodes
 from fastws.codec import OP_BINARY, OP_TEXT
-from fastws.connection import CLOSED, OPEN, Connection, prebuild
+from fastws.connection import CLOSED, CONNECTING, OPEN, Connection, State, prebuild
 from fastws.errors import ConnectionClosed, ConnectionClosedOK, ProtocolError
 
 logger = logging.getLogger("fastws")
-
-HANDSHAKE = 0  # phase before the connection is a WebSocket (HTTP Upgrade)
 
 Data = str | bytes | bytearray | memoryview
 
@@ -105,10 +104,9 @@ class WebSocket(asyncio.BufferedProtocol):
         "options",
         "loop",
         "transport",
-        "phase",
         "subprotocol",
         "remote_address",
-        "state",
+        "user_data",
         "conn",
         "listener",
         "deadline",
@@ -132,10 +130,9 @@ class WebSocket(asyncio.BufferedProtocol):
         self.options = options
         self.loop = loop
         self.transport: asyncio.Transport | None = None
-        self.phase = HANDSHAKE
         self.subprotocol: str | None = None
         self.remote_address: Any = None
-        self.state: Any = None  # per-connection application state (from the upgrade hook)
+        self.user_data: Any = None  # the application's, from the upgrade hook's Accept
         self.conn: Connection | None = None
         self.listener: Listener | None = None
         self.deadline = 0.0  # open or close deadline, checked by the shared timer
@@ -218,7 +215,6 @@ class WebSocket(asyncio.BufferedProtocol):
     def _open(self, conn: Connection, leftover: bytes) -> None:
         """The handshake succeeded: route reads to the frame parser."""
         self.conn = conn
-        self.phase = OPEN
         self.last_seen = self.loop.time()
         self.deadline = 0.0
         conn.on_close = self._on_close
@@ -306,8 +302,12 @@ class WebSocket(asyncio.BufferedProtocol):
 
     # -- outgoing messages -------------------------------------------------------
 
-    def send_frame(self, opcode: int, payload: Data) -> None:
-        """Queue one message without waiting (callback API); sent this loop turn."""
+    def send_message(self, opcode: int, payload: Data) -> None:
+        """Queue one whole message (OP_TEXT or OP_BINARY) without waiting; sent this loop turn.
+
+        The callback API's send; it may be compressed and is one frame or,
+        with ``send()`` and an iterable, several.
+        """
         conn = self.conn
         if isinstance(payload, str):
             payload = payload.encode()
@@ -320,9 +320,16 @@ class WebSocket(asyncio.BufferedProtocol):
     def send_nowait(self, message: Data) -> None:
         """Queue ``message`` (str: text, bytes-like: binary) without waiting."""
         if isinstance(message, str):
-            self.send_frame(OP_TEXT, message.encode())
+            self.send_message(OP_TEXT, message.encode())
         else:
-            self.send_frame(OP_BINARY, message)
+            self.send_message(OP_BINARY, message)
+
+    def send_frame(self, opcode: int, payload: Data) -> None:
+        """The former name of ``send_message``, which says what it does: one whole message."""
+        warnings.warn(
+            "WebSocket.send_frame() is now send_message()", DeprecationWarning, stacklevel=2
+        )
+        self.send_message(opcode, payload)
 
     async def send(self, message: Data | Iterable[Data]) -> None:
         """Send a message; waits for the transport to drain only with slow_consumer="wait".
@@ -496,6 +503,12 @@ class WebSocket(asyncio.BufferedProtocol):
         await asyncio.shield(self._closed_waiter)
 
     @property
+    def state(self) -> State:
+        """CONNECTING during the HTTP Upgrade, then the protocol's OPEN, CLOSING, CLOSED."""
+        conn = self.conn
+        return CONNECTING if conn is None else conn.state
+
+    @property
     def closed(self) -> bool:
         return self.conn is None or self.conn.state == CLOSED
 
@@ -521,7 +534,7 @@ class WebSocket(asyncio.BufferedProtocol):
     def check_timers(self, now: float) -> None:
         """Enforce open/close deadlines and keepalive; called by a shared timer."""
         if self.deadline and now >= self.deadline:
-            logger.debug("fastws: %s timed out", "handshake" if self.phase == HANDSHAKE else "close")
+            logger.debug("fastws: %s timed out", "handshake" if self.conn is None else "close")
             if self.transport is not None:
                 self.transport.abort()
             return

@@ -13,7 +13,7 @@ or, with no coroutine per message, ``fastws.serve(EchoListener, ...)`` where
 Before the upgrade, an optional ``process_request(ws, request)`` hook (plain
 function or coroutine) sees the path, query, headers and ``ws.remote_address``
 and returns ``None`` (accept), an ``Accept`` (accept with a subprotocol, extra
-headers and per-connection state), or a ``Response`` (answer with plain HTTP,
+headers and per-connection ``user_data``), or a ``Response`` (answer with plain HTTP,
 which is how health checks and an HTTP API share the port); raising
 ``HandshakeError(status, reason)`` rejects with that status.
 """
@@ -43,7 +43,7 @@ from fastws.handshake import (
     response_101,
     server_handshake,
 )
-from fastws.protocol import HANDSHAKE, Listener, Options, WebSocket, broadcast
+from fastws.protocol import Listener, Options, WebSocket, broadcast
 
 logger = logging.getLogger("fastws")
 
@@ -63,7 +63,7 @@ class Accept:
     """Returned by ``process_request`` to accept with choices of its own."""
 
     subprotocol: str | None = None
-    state: Any = None
+    user_data: Any = None  # becomes ws.user_data
     headers: Sequence[tuple[str, str]] = ()
 
 
@@ -228,7 +228,7 @@ class ServerConnection(WebSocket):
         if isinstance(decision, Accept):
             if decision.subprotocol is not None:
                 accepted = dataclasses.replace(accepted, subprotocol=decision.subprotocol)
-            self.state = decision.state
+            self.user_data = decision.user_data
             headers = decision.headers
         elif decision is not None:
             raise TypeError("process_request must return None, Accept or Response")
@@ -322,7 +322,7 @@ class Server:
     def _on_timer(self) -> None:
         now = self.loop.time()
         for ws in list(self.connections):
-            if ws.phase == HANDSHAKE and ws.deadline and now >= ws.deadline:
+            if ws.conn is None and ws.deadline and now >= ws.deadline:
                 self.count_failure(408)
             try:
                 ws.check_timers(now)
@@ -356,7 +356,7 @@ class Server:
         self._closing = True
         self._server.close()
         for ws in list(self.connections):
-            if ws.phase == HANDSHAKE or ws.conn is None:
+            if ws.conn is None:
                 if ws.transport is not None:
                     ws.transport.close()
             else:

@@ -15,7 +15,7 @@ CONNECTIONS: set = set()
 
 class EchoListener(fastws.Listener):
     def on_message(self, ws, opcode: int, payload: memoryview) -> None:
-        ws.send_frame(opcode, payload)
+        ws.send_message(opcode, payload)
 
 
 class BroadcastListener(fastws.Listener):

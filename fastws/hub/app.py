@@ -165,7 +165,7 @@ class Hub:
     def process_request(self, ws: ServerConnection, request: Request) -> Any:
         path = request.path
         if path == "/connection":
-            return Accept(subprotocol=choose_subprotocol(request), state=upgrade_token(request))
+            return Accept(subprotocol=choose_subprotocol(request), user_data=upgrade_token(request))
         if "websocket" in header_tokens(request.headers, "Upgrade"):
             return Response(404, f"no WebSocket endpoint at {path}; use /connection\n")
         if path.startswith("/api/"):

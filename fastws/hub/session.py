@@ -141,7 +141,7 @@ class Session(Listener):
         data = wire.dumps(message)
         self.stats.sent(kind, 1, len(data))
         with contextlib.suppress(ConnectionClosed):  # closing: the message has no reader
-            self.ws.send_frame(wire.opcode, data)
+            self.ws.send_message(wire.opcode, data)
 
     def reply(self, command_id: int, result: Any) -> None:
         self._send({"id": command_id, "result": result}, "reply")

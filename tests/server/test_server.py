@@ -23,7 +23,7 @@ async def echo_handler(ws: fastws.WebSocket) -> None:
 
 class EchoListener(fastws.Listener):
     def on_message(self, ws, opcode, payload):
-        ws.send_frame(opcode, payload)
+        ws.send_message(opcode, payload)
 
 
 def upgrade_request(path: str = "/", extra: str = "", version: str = "13") -> bytes:
@@ -186,10 +186,10 @@ async def test_process_request_hook() -> None:
             raise HandshakeError(403, "not for you")
         if request.path == "/slow":
             await asyncio.sleep(0.01)
-        return fastws.Accept(state={"user": request.query.get("user", ["?"])[0]})
+        return fastws.Accept(user_data={"user": request.query.get("user", ["?"])[0]})
 
     async def handler(ws):
-        await ws.send(f"{ws.state['user']} from {ws.remote_address[0]}")
+        await ws.send(f"{ws.user_data['user']} from {ws.remote_address[0]}")
 
     async with fastws.serve(handler, "127.0.0.1", 0, process_request=hook) as server:
         response = await raw_exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -421,8 +421,45 @@ async def test_client_listener_api() -> None:
 
     async with fastws.serve(EchoListener, "127.0.0.1", 0) as server:
         async with fastws.connect(f"ws://127.0.0.1:{server.port}/", listener=Collect()) as ws:
-            ws.send_frame(OP_BINARY, b"abc")
+            ws.send_message(OP_BINARY, b"abc")
             assert await received.get() == (OP_BINARY, b"abc")
+
+
+@run_async()
+async def test_state_follows_the_connection_through_its_life() -> None:
+    seen = []
+
+    async def hook(ws, request):
+        seen.append(ws.state)
+        return fastws.Accept(user_data="app data")
+
+    async def handler(ws):
+        seen.append((ws.state, ws.user_data))
+        await ws.recv()
+
+    async with fastws.serve(handler, "127.0.0.1", 0, process_request=hook) as server:
+        async with fastws.connect(f"ws://127.0.0.1:{server.port}/") as ws:
+            assert ws.state is fastws.State.OPEN
+            ws.close_nowait()
+            assert ws.state is fastws.State.CLOSING
+            await ws.wait_closed()
+            assert ws.state is fastws.State.CLOSED
+    assert seen == [fastws.State.CONNECTING, (fastws.State.OPEN, "app data")]
+
+
+@run_async()
+async def test_send_frame_is_the_old_name_of_send_message() -> None:
+    received: asyncio.Queue = asyncio.Queue()
+
+    class Collect(fastws.Listener):
+        def on_message(self, ws, opcode, payload):
+            received.put_nowait((opcode, bytes(payload)))
+
+    async with fastws.serve(EchoListener, "127.0.0.1", 0) as server:
+        async with fastws.connect(f"ws://127.0.0.1:{server.port}/", listener=Collect()) as ws:
+            with pytest.warns(DeprecationWarning, match="send_message"):
+                ws.send_frame(OP_TEXT, "abc")
+            assert await received.get() == (OP_TEXT, b"abc")
 
 
 @run_async()

@@ -111,7 +111,7 @@ class Session(Listener):
             future = asyncio.get_running_loop().create_future()
             future.add_done_callback(self._forget_if_cancelled(command_id))
         try:
-            ws.send_frame(self.wire.opcode, frame)
+            ws.send_message(self.wire.opcode, frame)
         except ConnectionClosed as exc:  # closing: the close frame is already out
             if future is not None:
                 future.cancel()

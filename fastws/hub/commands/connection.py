@@ -19,7 +19,7 @@ def connect(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         raise codes.HubError(codes.BAD_REQUEST, "already connected")
     token = params["token"]
     try:
-        credentials = ctx.node.auth.authenticate(token if token is not None else session.ws.state)
+        credentials = ctx.node.auth.authenticate(token if token is not None else session.ws.user_data)
     except TokenError as exc:
         ctx.node.stats.failed_handshake(
             "token_expired" if exc.disconnect is codes.TOKEN_EXPIRED else "invalid_token"
