@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.hubprocess import ROOT, HubProcess
+from tests.support.redis import private_redis
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOT = ROOT / "test-output" / "demo.png"
+
+redis_server = private_redis
 
 
 def require_browser():
@@ -156,3 +159,75 @@ def test_the_page_survives_a_hub_restart_and_says_what_was_lost() -> None:
             )
         finally:
             browser.close()
+
+
+def test_messages_sent_during_a_drop_and_a_hub_restart_arrive_once_in_order(redis_server) -> None:
+    """On Redis the stream outlives the hub: what Ann says while Bob is away reaches him once."""
+    sync_api = require_browser()
+    expect = sync_api.expect
+    errors: list[str] = []
+    hub = HubProcess(None, "--broker", redis_server.url, api_key=None)
+    with hub, sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            ann, bob = (browser.new_context().new_page() for _ in range(2))
+            for page in (ann, bob):
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+            login(ann, hub.port, "ann", expect)
+            login(bob, hub.port, "bob", expect)
+            say(ann, "one")
+            expect(bob.locator("[data-testid=message] .text")).to_have_text(["one"])
+
+            def keep_bob_away():
+                """Hold Bob's token requests: his page cannot reconnect until released."""
+                held = []
+                bob.route("**/api/dev/token*", lambda route: held.append(route))
+                return held
+
+            def let_bob_back(held):
+                for _ in range(200):
+                    if held:
+                        break
+                    bob.wait_for_timeout(50)
+                assert held, "the page did not try to reconnect"
+                for route in held:
+                    route.continue_()
+                bob.unroute("**/api/dev/token*")
+                expect(bob.get_by_test_id("status")).to_have_text("connected as bob", timeout=30_000)
+
+            # The network drops (the page's button).
+            held = keep_bob_away()
+            bob.get_by_test_id("drop").click()
+            expect(bob.get_by_test_id("status")).to_have_attribute("data-state", "reconnecting")
+            for text in ("two", "three", "four"):
+                say(ann, text)
+            expect(ann.get_by_test_id("message")).to_have_count(4)
+            let_bob_back(held)
+
+            # The hub crashes and starts again on the same port.
+            held = keep_bob_away()
+            hub.kill()
+            expect(bob.get_by_test_id("status")).to_have_attribute("data-state", "reconnecting")
+            hub.start()
+            expect(ann.get_by_test_id("status")).to_have_text("connected as ann", timeout=30_000)
+            for text in ("five", "six"):
+                say(ann, text)
+            expect(ann.get_by_test_id("message")).to_have_count(6)
+            let_bob_back(held)
+
+            say(ann, "seven")
+            texts = ["one", "two", "three", "four", "five", "six", "seven"]
+            expect(bob.locator("[data-testid=message] .text")).to_have_text(texts)
+            expect(bob.locator("[data-testid=message][data-recovered=true] .text")).to_have_text(
+                ["two", "three", "four", "five", "six"]
+            )
+            expect(bob.locator(".note")).to_have_text(
+                ["reconnected: 3 missed messages recovered", "reconnected: 2 missed messages recovered"]
+            )
+            offsets = bob.locator("[data-testid=message]").evaluate_all(
+                "nodes => nodes.map((node) => Number(node.dataset.offset))"
+            )
+            assert offsets == list(range(offsets[0], offsets[0] + 7))
+        finally:
+            browser.close()
+    assert errors == []
