@@ -28,6 +28,7 @@ from fastws.hub.client import (
     backoff_delay,
     may_reconnect,
 )
+from fastws.hub.protocol import codes
 from tests.support.hubprocess import HubProcess, dev_token, free_port, token_source
 from tests.support.loops import run_async
 
@@ -156,6 +157,10 @@ async def test_subscribe_publish_send_presence_history(hub, subprotocol: str) ->
         earlier = replace(sub_bob.position, offset=offsets[0])
         one = await bob.history(channel, since=earlier, limit=1)
         assert [p.offset for p in one.publications] == offsets[1:2]
+        newest = await sub_bob.history(limit=2, reverse=True)
+        assert [p.offset for p in newest.publications] == offsets[:0:-1]
+        older = await bob.history(channel, since=sub_bob.position, reverse=True)
+        assert [p.offset for p in older.publications] == offsets[-2::-1]
 
         await bob.send("ann", {"text": "psst"})
         async with asyncio.timeout(10):
@@ -221,7 +226,7 @@ async def test_hub_errors_raise_hub_error(hub) -> None:
         assert info.value.code == 409
         with pytest.raises(HubError) as info:
             await client.presence("news:no-presence-here")
-        assert info.value.code == 404
+        assert info.value.code == codes.NOT_AVAILABLE
         with pytest.raises(HubError) as info:
             await client.history("chat:twice", since=StreamPosition(3, "not-the-epoch"))
         assert info.value.code == 410

@@ -481,14 +481,21 @@ class Client:
         return {cid: ReceivedClientInfo.from_wire(cid, item) for cid, item in clients.items()}
 
     async def history(
-        self, channel: str, since: StreamPosition | dict | None = None, limit: int | None = None
+        self,
+        channel: str,
+        since: StreamPosition | dict | None = None,
+        limit: int | None = None,
+        reverse: bool = False,
     ) -> History:
-        """Publications kept for ``channel`` (after ``since`` when given)."""
+        """Publications kept for ``channel``, oldest first (after ``since`` when given); with
+        ``reverse``, newest first (before ``since`` when given)."""
         params: dict[str, Any] = {"channel": channel}
         if since is not None:
             params["since"] = since.to_wire() if isinstance(since, StreamPosition) else since
         if limit is not None:
             params["limit"] = limit
+        if reverse:
+            params["reverse"] = True
         result = await self.call("history", params) or {}
         pubs = [ReceivedPublication.from_wire(channel, p) for p in result.get("publications") or ()]
         return History(result.get("offset"), result.get("epoch"), pubs)

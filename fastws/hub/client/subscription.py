@@ -76,9 +76,9 @@ class Subscription:
         return await self.client.presence(self.channel)
 
     async def history(
-        self, since: StreamPosition | None = None, limit: int | None = None
+        self, since: StreamPosition | None = None, limit: int | None = None, reverse: bool = False
     ) -> History:
-        return await self.client.history(self.channel, since=since, limit=limit)
+        return await self.client.history(self.channel, since=since, limit=limit, reverse=reverse)
 
     async def unsubscribe(self) -> None:
         await self.client.unsubscribe(self.channel)
