@@ -9,6 +9,7 @@ import pytest
 from fastws.hub.broker import HistoryResult, StreamPosition
 from fastws.hub.broker.memory import MemoryBroker
 from fastws.hub.config import ChannelOptions
+from fastws.hub.protocol import codes
 from tests.support.hub import HubClient, api, running_hub
 from tests.support.loops import run_async
 
@@ -71,10 +72,22 @@ async def test_history_reads() -> None:
             "history", {"channel": "room:h", "since": {"epoch": "other", "offset": 3}}
         )
         assert code == 410
-        # A channel without history still tells its position.
-        await publish_many(client, "plain:h", 3)
-        plain = await client.result("history", {"channel": "plain:h"})
-        assert plain["offset"] == 3 and plain["publications"] == []
+        await client.close()
+
+
+@run_async()
+async def test_history_and_presence_of_channels_without_them_are_not_available() -> None:
+    async with running_hub(api_key="key") as hub:
+        client = await HubClient.open(hub.port)
+        streams = hub.node.broker.sizes()[0]
+        for i in range(100):  # names made up by a client create nothing
+            code, message = await client.error("history", {"channel": f"plain:made-up-{i}"})
+            assert code == codes.NOT_AVAILABLE and "history" in message
+            code, message = await client.error("presence", {"channel": f"plain:made-up-{i}"})
+            assert code == codes.NOT_AVAILABLE and "presence" in message
+        status, body = await api(hub.port, "GET", "/api/v1/history?channel=plain:made-up")
+        assert status == body["error"]["code"] == codes.NOT_AVAILABLE
+        assert hub.node.broker.sizes()[0] == streams
         await client.close()
 
 
@@ -171,7 +184,10 @@ async def test_channel_without_history_recovers_only_when_nothing_was_missed() -
     async with running_hub() as hub:
         client = await HubClient.open(hub.port)
         await publish_many(client, "plain:p", 2)
-        epoch = (await client.result("history", {"channel": "plain:p"}))["epoch"]
+        current = await client.result("subscribe", {"channel": "plain:p"})
+        epoch = current["epoch"]
+        assert current["offset"] == 2
+        await client.result("unsubscribe", {"channel": "plain:p"})
         reply = await client.result(
             "subscribe", {"channel": "plain:p", "since": {"epoch": epoch, "offset": 2}}
         )

@@ -13,16 +13,18 @@ from fastws.hub.protocol import codes
 async def history(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """The publications history holds after ``since``, oldest first; 410 when it no longer
     reaches back to ``since``. With ``reverse``: the ones before ``since``, newest first;
-    410 when ``since`` is not a position of the stream."""
+    410 when ``since`` is not a position of the stream.
+
+    A channel without history answers 422 before the broker is asked: a read must not
+    create a stream for any name a client makes up."""
     channel, since, limit = params["channel"], params["since"], params["limit"]
     reverse = params["reverse"]
     node = ctx.node
-    requested = limit
     if node.config.channel_options(channel).history_size == 0:
-        limit = 0
+        raise codes.HubError(codes.NOT_AVAILABLE, f"history is not available for {channel!r}")
     result = await node.broker.history(channel, since, limit, reverse)
     position = result.position
-    if since is None or requested == 0:
+    if since is None or limit == 0:
         return messages.history_reply(ctx.wire, result)
     if reverse:
         found = since.epoch == position.epoch and since.offset <= position.offset

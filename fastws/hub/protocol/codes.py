@@ -23,6 +23,7 @@ NOT_FOUND = 404
 ALREADY_SUBSCRIBED = 409
 UNRECOVERABLE_POSITION = 410
 MESSAGE_TOO_LARGE = 413
+NOT_AVAILABLE = 422
 LIMIT_EXCEEDED = 429
 INTERNAL = 500
 BROKER_UNAVAILABLE = 503
@@ -31,10 +32,11 @@ ERRORS: dict[int, str] = {
     BAD_REQUEST: "bad request: malformed command, unknown field, bad channel name",
     UNAUTHORIZED: "unauthorized: not connected yet, or a bad token",
     PERMISSION_DENIED: "permission denied: the token does not allow this",
-    NOT_FOUND: "not found: unknown method, or a feature that is off for this channel",
+    NOT_FOUND: "not found: unknown method or API endpoint",
     ALREADY_SUBSCRIBED: "already subscribed to this channel",
     UNRECOVERABLE_POSITION: "unrecoverable position: history no longer holds it",
     MESSAGE_TOO_LARGE: "message too large",
+    NOT_AVAILABLE: "not available: the channel keeps no history, or no presence",
     LIMIT_EXCEEDED: "limit exceeded or too many requests",
     INTERNAL: "internal error",
     BROKER_UNAVAILABLE: "broker unavailable: try again later",
