@@ -89,3 +89,42 @@ def test_the_browser_build_recovers_after_a_drop(hub, protocol: str) -> None:
     ]
     # The MessagePack codec is a file of its own, fetched only when asked for.
     assert ("fastws-client-msgpack.js" in scripts) == (protocol == "msgpack")
+
+
+def test_the_browser_going_offline_and_online(hub) -> None:
+    """Offline drops the socket and stops the attempts; online reconnects at once."""
+    sync_api = require_browser()
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto(f"http://127.0.0.1:{hub.port}/static/fastws-client.js")
+            page.evaluate(
+                """async () => {
+                  const { Client } = await import("/static/fastws-client.js");
+                  const token = async () => (await (await fetch("/api/dev/token?user=roamer")).json()).token;
+                  const client = new Client(`ws://${location.host}/connection`, {
+                    getToken: token, minReconnectDelay: 10, maxReconnectDelay: 20 });
+                  window.events = [];
+                  for (const name of ["connecting", "connected"]) client.on(name, (event) => events.push([name, event.reason ?? ""]));
+                  window.client = client;
+                  client.connect();
+                  await client.ready(5000);
+                }"""
+            )
+            context.set_offline(True)
+            page.wait_for_function("client.state === 'connecting'")
+            # No attempt while offline, however short the backoff.
+            page.wait_for_timeout(300)
+            assert page.evaluate("events") == [
+                ["connecting", "connect called"],
+                ["connected", ""],
+                ["connecting", "the browser went offline"],
+            ]
+            context.set_offline(False)
+            page.wait_for_function("client.state === 'connected'")
+            assert page.evaluate("events.length") == 4
+            page.evaluate("client.disconnect()")
+        finally:
+            browser.close()
