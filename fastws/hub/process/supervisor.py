@@ -48,6 +48,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 from fastws.hub.broker import create_broker
@@ -118,6 +119,16 @@ def _exit_text(code: int) -> str:
     return f"status {code}"
 
 
+class WorkerState(StrEnum):
+    """Where a worker is in its life, as the master sees it."""
+
+    STARTING = "starting"  # started, not ready yet
+    SERVING = "serving"
+    DRAINING = "draining"  # replaced by a reload: letting its clients go
+    STOPPING = "stopping"  # asked to shut down
+    EXITED = "exited"
+
+
 class WorkerProcess:
     """One worker as the master tracks it."""
 
@@ -126,7 +137,7 @@ class WorkerProcess:
         self.generation = generation
         self.process: asyncio.subprocess.Process | None = None
         self.control: MessageStream | None = None
-        self.state = "starting"  # serving, draining, stopping, exited
+        self.state = WorkerState.STARTING
         self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
         self.started_at = time.monotonic()
         self.samples: list[Sample] = []  # the last snapshot received
@@ -150,7 +161,7 @@ class WorkerProcess:
 
     async def snapshot(self) -> list[Sample]:
         """Its current samples (the last known ones if it does not answer in time)."""
-        if self.state == "starting" or not self.ready.done():
+        if self.state == WorkerState.STARTING or not self.ready.done():
             return []
         snapshot_id, future = self._snapshots.new()
         if self.send({"t": "snapshot", "id": snapshot_id}):
@@ -213,7 +224,7 @@ class Supervisor:
                 raise
             self.current = first
             for worker in first.values():
-                worker.state = "serving"
+                worker.state = WorkerState.SERVING
             self._started = True
             if self.inherited:
                 self._spawn_task(self._reap_inherited)
@@ -343,7 +354,7 @@ class Supervisor:
             self._spawn_task(lambda: self._answer_scrape(worker, message["id"]))
 
     def _exited(self, worker: WorkerProcess, code: int) -> None:
-        previous, worker.state = worker.state, "exited"
+        previous, worker.state = worker.state, WorkerState.EXITED
         self._failed(worker, f"the worker exited with {_exit_text(code)} before it was ready")
         # Its counters stay in the totals: the final snapshot, else the last one seen.
         worker.retired = True
@@ -355,7 +366,7 @@ class Supervisor:
             logger.debug("fastws hub: worker %d (pid %s) exited", worker.slot, worker.pid)
             return
         del self.current[worker.slot]
-        if self._stopping or previous in ("stopping", "draining"):
+        if self._stopping or previous in (WorkerState.STOPPING, WorkerState.DRAINING):
             return
         lived = time.monotonic() - worker.started_at
         failures = 0 if lived > STABLE_AFTER else self._failures.get(worker.slot, 0) + 1
@@ -385,15 +396,15 @@ class Supervisor:
             logger.error("fastws hub: worker %d could not restart: %s", slot, exc)
             await self._stop_workers([worker])
             return
-        if worker.state == "starting":
-            worker.state = "serving"
+        if worker.state == WorkerState.STARTING:
+            worker.state = WorkerState.SERVING
             logger.info("fastws hub: worker %d restarted (pid %s)", slot, worker.pid)
 
     async def _stop_workers(self, workers: list[WorkerProcess], timeout: float = 0.0) -> None:
         """Ask ``workers`` to shut down; kill those still there after ``timeout`` + grace."""
         for worker in workers:
-            if worker.state != "exited":
-                worker.state = "stopping"
+            if worker.state != WorkerState.EXITED:
+                worker.state = WorkerState.STOPPING
                 if not worker.send({"t": "stop"}) and worker.process is not None:
                     with contextlib.suppress(ProcessLookupError):
                         worker.process.send_signal(signal.SIGTERM)
@@ -465,15 +476,15 @@ class Supervisor:
         if self._stopping:
             await self._stop_workers(list(fresh.values()), config.shutdown_timeout)
             return False
-        old = [w for w in self.current.values() if w.state != "exited"]
+        old = [w for w in self.current.values() if w.state != WorkerState.EXITED]
         self.current = fresh
         self.config = config
         setup_logging(config.log_level, config.log_format, role="master")
         for worker in fresh.values():
-            worker.state = "serving"
+            worker.state = WorkerState.SERVING
         window = config.drain_window
         for worker in old:
-            worker.state = "draining"
+            worker.state = WorkerState.DRAINING
             self.retiring.add(worker)
             worker.send({"t": "drain", "window": window})
         self.reloads["ok"] += 1
@@ -546,11 +557,15 @@ class Supervisor:
                 self.inherited.remove(pid)
                 logger.debug("fastws hub: old worker pid %d exited", pid)
 
+    def _running(self) -> list[WorkerProcess]:
+        """Every worker that has not exited, of the current generation or retiring."""
+        return [w for w in (*self.current.values(), *self.retiring) if w.state != WorkerState.EXITED]
+
     # -- shutdown ------------------------------------------------------------------------
 
     async def _shutdown(self) -> None:
         self._stopping = True
-        workers = [w for w in (*self.current.values(), *self.retiring) if w.state != "exited"]
+        workers = self._running()
         for pid in self.inherited:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -568,12 +583,13 @@ class Supervisor:
 
     def own_samples(self) -> list[Sample]:
         samples = process_samples("master", self.lag)
-        states: dict[str, int] = {"starting": 0, "serving": 0, "draining": 0}
+        counted = (WorkerState.STARTING, WorkerState.SERVING, WorkerState.DRAINING)
+        states = dict.fromkeys(counted, 0)
         for worker in (*self.current.values(), *self.retiring):
             if worker.state in states:
                 states[worker.state] += 1
         for state, count in states.items():
-            samples.append(["fastws_workers", ["state", state], count])
+            samples.append(["fastws_workers", ["state", state.value], count])
         samples.append(["fastws_worker_restarts_total", [], self.restarts])
         for outcome, count in self.reloads.items():
             samples.append(["fastws_reloads_total", ["outcome", outcome], count])
@@ -583,7 +599,7 @@ class Supervisor:
 
     async def metrics_text(self) -> bytes:
         """Every live worker's snapshot, the exited workers' counters and the master's own."""
-        workers = [w for w in (*self.current.values(), *self.retiring) if w.state != "exited"]
+        workers = self._running()
         snapshots = await asyncio.gather(*(w.snapshot() for w in workers))
         live = [s for w, s in zip(workers, snapshots, strict=True) if not w.retired]
         return render(merge([self.retired, *live, self.own_samples()]))
@@ -604,4 +620,4 @@ def run_supervisor(config: HubConfig, load_config: Callable[[], HubConfig]) -> i
     return asyncio.run(supervisor.run())
 
 
-__all__ = ["Supervisor", "WorkerFailed", "bind", "run_supervisor", "supervised"]
+__all__ = ["Supervisor", "WorkerFailed", "WorkerState", "bind", "run_supervisor", "supervised"]
