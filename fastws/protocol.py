@@ -9,11 +9,17 @@ during one loop turn with a single ``transport.write``.
 Flow control, both ways:
 - incoming: when the queue of unread messages reaches ``max_queue`` the
   transport stops reading until the application has caught up;
+- a peer that sends but does not read: while the transport has paused writing
+  (its buffer is past the high-water mark), nothing more is read from that
+  connection, whichever API. The replies to what was already read are all
+  that can pile up, so memory stays near the high-water mark plus one read
+  whatever ``max_write_buffer`` is;
 - outgoing: bytes waiting in our buffer plus the transport's may not pass
   ``max_write_buffer``. Past it, ``slow_consumer="close"`` (the default) drops
   the peer with 1008, while ``slow_consumer="wait"`` makes ``await send()``
   wait for the transport to drain (and still closes at twice the limit, so a
-  peer that never reads cannot grow memory without bound).
+  peer that never reads cannot grow memory without bound). This is the limit
+  for what the peer did not ask for, such as broadcasts.
 """
 
 from __future__ import annotations
@@ -35,6 +41,11 @@ from fastws.errors import ConnectionClosed, ConnectionClosedOK, ProtocolError
 logger = logging.getLogger("fastws")
 
 Data = str | bytes | bytearray | memoryview
+
+# Why reading is held (bits of WebSocket._read_holds): the transport reads
+# again once no reason is left.
+_HOLD_QUEUE = 1  # the async API's queue of unread messages is full
+_HOLD_WRITES = 2  # the transport has paused writing: the peer does not read
 
 # Once a connection is closed, whatever the peer still sends until the TCP
 # connection ends is read into this buffer and dropped.
@@ -119,7 +130,7 @@ class WebSocket(asyncio.BufferedProtocol):
         "_flush_pending",
         "_queue",
         "_waiter",
-        "_paused_reading",
+        "_read_holds",
         "_drain_waiter",
         "_closed_waiter",
         "_lost",
@@ -145,7 +156,7 @@ class WebSocket(asyncio.BufferedProtocol):
         self._flush_pending = False
         self._queue: deque | None = None
         self._waiter: asyncio.Future | None = None
-        self._paused_reading = False
+        self._read_holds = 0
         self._drain_waiter: asyncio.Future | None = None
         self._closed_waiter: asyncio.Future | None = None
         self._lost = False
@@ -203,12 +214,30 @@ class WebSocket(asyncio.BufferedProtocol):
         """Hook for the server and client to forget the connection."""
 
     def pause_writing(self) -> None:
-        pass
+        if self.conn is not None:
+            self._hold_reading(_HOLD_WRITES)
 
     def resume_writing(self) -> None:
+        self._release_reading(_HOLD_WRITES)
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _hold_reading(self, reason: int) -> None:
+        holds = self._read_holds
+        if not holds:
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.pause_reading()
+        self._read_holds = holds | reason
+
+    def _release_reading(self, reason: int) -> None:
+        holds = self._read_holds
+        if holds & reason:
+            self._read_holds = holds = holds & ~reason
+            transport = self.transport
+            if not holds and transport is not None and not transport.is_closing():
+                transport.resume_reading()
 
     # -- becoming a WebSocket ----------------------------------------------------
 
@@ -266,9 +295,8 @@ class WebSocket(asyncio.BufferedProtocol):
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-        if len(queue) >= self.options.max_queue and not self._paused_reading:
-            self._paused_reading = True
-            self.transport.pause_reading()
+        if len(queue) >= self.options.max_queue:
+            self._hold_reading(_HOLD_QUEUE)
 
     async def recv(self) -> str | bytes:
         """The next message: ``str`` for text, ``bytes`` for binary.
@@ -284,10 +312,8 @@ class WebSocket(asyncio.BufferedProtocol):
             waiter = self._waiter = self.loop.create_future()
             await waiter
         message = queue.popleft()
-        if self._paused_reading and len(queue) <= self.options.max_queue // 4:
-            self._paused_reading = False
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.resume_reading()
+        if self._read_holds & _HOLD_QUEUE and len(queue) <= self.options.max_queue // 4:
+            self._release_reading(_HOLD_QUEUE)
         return message
 
     def __aiter__(self) -> WebSocket:

@@ -3,42 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import fastws
+from tests.support.cli import running
 from tests.support.hub import HubClient, api, http
 from tests.support.loops import run_async
-
-
-@asynccontextmanager
-async def running(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[tuple]:
-    """Start ``python -m fastws ARGS``; yield (process, port) once it listens."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fastws",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    try:
-        async with asyncio.timeout(20):
-            line = (await process.stdout.readline()).decode()
-        match = re.search(r"127\.0\.0\.1:(\d+)/", line)
-        assert match, f"no listening line: {line!r} {await process.stderr.read(4096)!r}"
-        yield process, int(match.group(1))
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 @run_async(loops=("uvloop",), timeout=60)
