@@ -77,11 +77,7 @@ class HttpApi:
             params = self._body(request)
         else:
             params = command.from_query(self._query(request))
-        values = command.prepare(self.context, params)
-        result = command.handler(self.context, values)
-        if not command.inline:
-            result = await result
-        return json_response(200, {"result": result})
+        return json_response(200, {"result": await command.run(self.context, params)})
 
     def _authorize(self, request: Request) -> None:
         header = request.headers.get("authorization") or ""

@@ -215,6 +215,16 @@ class Command:
             ctx.permit(self.permission, values[self.target])
         return values
 
+    async def run(self, ctx: Context, params: dict[str, Any]) -> Any:
+        """Prepare and run for a caller that awaits the whole answer (the HTTP API)."""
+        result = self.handler(ctx, self.prepare(ctx, params))
+        if not self.inline:
+            result = await result
+        if type(result) is Reply:
+            await result.then()
+            return result.result
+        return result
+
 
 def as_hub_error(exc: Exception) -> codes.HubError | None:
     """The error code a failed command answers with; None for an unexpected error."""
