@@ -8,7 +8,7 @@ install:
 
 run:
 	$(PYTHON) -m pip install -q -e .
-	$(PYTHON) -m fastws
+	$(PYTHON) -m fastws --insecure  # the open demo; see docs/security.md before exposing it
 
 test:
 	bash scripts/test.sh

@@ -7,7 +7,7 @@
 For each system, node A and node B run as their own processes with Redis
 (``redis-server`` on a free port, no persistence) between them:
 
-- fastws: ``python -m fastws --broker redis://...``; subscribers subscribe to
+- fastws: ``python -m fastws --insecure --broker redis://...``; subscribers subscribe to
   ``bench:room``; the publisher sends ``publish`` commands to A.
 - python-socketio: ``bench/cluster_sio_server.py`` (AsyncServer on aiohttp with
   ``AsyncRedisManager``); subscribers join the room ``bench`` on B; the
@@ -285,7 +285,7 @@ class Fastws(System):
     def start_node(self, procs, name, port, redis, taskset):
         env = {k: v for k, v in os.environ.items() if not k.startswith("FASTWS_")}
         command = [
-            *taskset, sys.executable, "-m", "fastws",
+            *taskset, sys.executable, "-m", "fastws", "--insecure",
             "--port", str(port), "--broker", redis, "--log-level", "warning",
             "--command-rate", "1000000", "--command-burst", "1000000",
             "--ping-interval", "0", "--max-send-buffer", str(16 << 20),

@@ -6,7 +6,7 @@ Name the user class to run (locust runs every class of the file otherwise):
     locust -f bench/locustfile.py EchoUser --headless -u 100 -r 20 -t 60s \\
         --host ws://127.0.0.1:9001 --only-summary
 
-    python -m fastws --port 8080 &
+    python -m fastws --port 8080 --insecure &
     locust -f bench/locustfile.py HubUser --headless -u 100 -r 20 -t 60s \\
         --host ws://127.0.0.1:8080 --only-summary
 
@@ -156,7 +156,7 @@ _hub_user_numbers = itertools.count()
 class HubTasks(TaskSet):
     """Publish into a channel shared with other users; time the reply and the publication's return.
 
-    The hub must run in insecure development mode (no token key): ``connect`` carries no token.
+    The hub must run in insecure development mode (``--insecure``): ``connect`` carries no token.
     ``publish->pub`` is the time from the stamp inside the publication to its arrival back as a
     ``pub`` push on this user's own subscription. A blocking client reads what queued up while
     it waited between tasks (other users' publications, ignored) before its own, so that time

@@ -66,7 +66,7 @@ round trip as a request of type `WS`. Against the echo server, and against the h
 ```sh
 python -m fastws echo --port 9001 &
 locust -f bench/locustfile.py EchoUser --headless -u 100 -r 20 -t 60s --host ws://127.0.0.1:9001 --only-summary
-python -m fastws --port 8080 &
+python -m fastws --port 8080 --insecure &
 locust -f bench/locustfile.py HubUser --headless -u 100 -r 20 -t 60s --host ws://127.0.0.1:8080 --only-summary
 ```
 

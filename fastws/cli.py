@@ -13,6 +13,16 @@ if TYPE_CHECKING:
     from fastws.hub.config import HubConfig
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+KEY_OPTIONS = (
+    "jwt_secret",
+    "jwt_secret_file",
+    "jwt_public_key",
+    "jwt_audience",
+    "jwt_issuer",
+    "jwt_leeway",
+    "insecure",
+)
+"""The options the token commands accept after their name (all work before it)."""
 
 EPILOG = """\
 Every option OPTION can also be set with the environment variable FASTWS_OPTION
@@ -28,7 +38,16 @@ and presence are set only in the file:
     presence = true
     join_leave = true
 
-Without jwt_secret or jwt_public_key the hub runs in insecure development mode.
+The hub refuses to start without a token key (jwt_secret_file, jwt_secret or
+jwt_public_key) unless --insecure asks for an open development hub. Keep
+secrets off the command line: --jwt-secret-file and --api-key-file read them
+from files. See docs/security.md.
+
+Operators make and check tokens with the same keys:
+
+    python -m fastws gentoken --user alice --ttl 3600 --channels 'chat:*'
+    python -m fastws gensubtoken --user alice --channel '$secret:room'
+    python -m fastws checktoken TOKEN
 
 With --workers above 1 (or auto), a master binds the port and supervises the
 workers that share it; signal the master:
@@ -88,7 +107,34 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", help="validate a TOML configuration file (exit status 0 or 1)"
     )
     check.add_argument("file", help="the TOML file")
+    _token_parsers(sub)
     return parser
+
+
+def _token_parsers(sub: argparse._SubParsersAction) -> None:
+    from fastws.hub.config import add_arguments
+
+    gen = sub.add_parser("gentoken", help="print a connection token signed with jwt_secret")
+    gen.add_argument("--user", required=True, help="the 'sub' claim: the user id")
+    gen.add_argument(
+        "--channels",
+        dest="claim_channels",
+        nargs="+",
+        metavar="PATTERN",
+        help="the 'channels' claim",
+    )
+    subtoken = sub.add_parser("gensubtoken", help="print a subscription token for one channel")
+    subtoken.add_argument("--user", required=True, help="the 'sub' claim: the user id")
+    subtoken.add_argument("--channel", required=True, help="the 'channel' claim")
+    for command in (gen, subtoken):
+        command.add_argument(
+            "--ttl", type=float, default=3600, help="seconds the token is valid (default 3600)"
+        )
+        command.add_argument("--info", metavar="JSON", help="the 'info' claim, a JSON object")
+    check = sub.add_parser("checktoken", help="check a token as the hub would (exit 0 or 1)")
+    check.add_argument("token", help="the JWT")
+    for command in (gen, subtoken, check):
+        add_arguments(command, KEY_OPTIONS)
 
 
 def _check_config(path: str) -> int:
@@ -100,6 +146,27 @@ def _check_config(path: str) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{path}: ok")
+    return 0
+
+
+def _run_token_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from fastws.hub.config import ConfigError, flags_from_namespace, load_config
+    from fastws.hub.tokens import TokenError, check_token, connection_token, subscription_token
+
+    flags, path = flags_from_namespace(args)
+    try:
+        config = load_config(flags, os.environ, path)
+        if args.command == "gentoken":
+            print(connection_token(config, args.user, args.ttl, args.claim_channels, args.info))
+        elif args.command == "gensubtoken":
+            print(subscription_token(config, args.user, args.channel, args.ttl, args.info))
+        else:
+            print(check_token(config, args.token))
+    except ConfigError as exc:
+        parser.exit(2, f"python -m fastws {args.command}: error: {exc}\n")
+    except TokenError as exc:
+        print(f"invalid: {exc.message} (close {exc.disconnect.code})", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -123,9 +190,10 @@ def _run_hub(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     from fastws.hub.app import run_hub
     from fastws.hub.config import ConfigError, flags_from_namespace, load_config
     from fastws.hub.logs import setup_logging
-    from fastws.hub.process.supervisor import run_supervisor, supervised
+    from fastws.hub.process.supervisor import inherited_flags, run_supervisor, supervised
 
     flags, path = flags_from_namespace(args)
+    flags.update(inherited_flags())  # the secrets an upgraded master kept off its argv
 
     def load() -> HubConfig:  # again on every reload: the file may have changed
         return load_config(flags, os.environ, path)
@@ -139,7 +207,7 @@ def _run_hub(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     _install_uvloop()
     try:
         if multi:
-            sys.exit(run_supervisor(config, load))
+            sys.exit(run_supervisor(config, load, flags, path))
         asyncio.run(run_hub(config))
     except ConfigError as exc:  # a key file that exists but cannot be used
         parser.exit(2, f"python -m fastws: error: {exc}\n")
@@ -154,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "check-config":
         sys.exit(_check_config(args.file))
+    if args.command in ("gentoken", "gensubtoken", "checktoken"):
+        sys.exit(_run_token_command(parser, args))
     if args.command == "echo":
         _run_echo(args)
     else:

@@ -15,7 +15,10 @@ function or coroutine) sees the path, query, headers and ``ws.remote_address``
 and returns ``None`` (accept), an ``Accept`` (accept with a subprotocol, extra
 headers and per-connection ``user_data``), or a ``Response`` (answer with plain HTTP,
 which is how health checks and an HTTP API share the port); raising
-``HandshakeError(status, reason)`` rejects with that status.
+``HandshakeError(status, reason)`` rejects with that status. A refusal is plain
+text unless ``render_refusal(request, status, reason)`` returns a ``Response``
+(an HTTP API answers its own format even for a body the server refused as too
+large).
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class Response:
 
 Handler = Callable[[WebSocket], Awaitable[None]]
 ProcessRequest = Callable[["ServerConnection", Request], Any]
+RenderRefusal = Callable[[Request, int, str], "Response | None"]
 
 
 class ServerConnection(WebSocket):
@@ -128,7 +132,7 @@ class ServerConnection(WebSocket):
             if not self._body_complete(request, reader):
                 return
         except HandshakeError as exc:
-            self._reply(error_response(exc))
+            self._reply(self._refusal(request, exc))
             return
         self.request = request
         self.transport.pause_reading()  # nothing more is read until the decision
@@ -178,13 +182,22 @@ class ServerConnection(WebSocket):
         self._decide(decision)
 
     def _hook_failed(self, exc: Exception) -> None:
-        if isinstance(exc, HandshakeError):
-            self.server.count_failure(exc.status)
-            self._reply(error_response(exc))
-        else:
+        if not isinstance(exc, HandshakeError):
             logger.error("fastws: error in process_request", exc_info=exc)
-            self.server.count_failure(500)
-            self._reply(http_response(500, "internal server error\n"))
+            exc = HandshakeError(500, "internal server error")
+        self.server.count_failure(exc.status)
+        self._reply(self._refusal(self.request, exc))
+
+    def _refusal(self, request: Request, exc: HandshakeError) -> bytes:
+        """The answer to a request refused for ``exc``: the server's ``render_refusal``
+        if it gives one, else plain text."""
+        render = self.server.render_refusal
+        answer = render(request, exc.status, exc.reason) if render is not None else None
+        if answer is None:
+            return error_response(exc)
+        return http_response(
+            answer.status, answer.body, content_type=answer.content_type, headers=answer.headers
+        )
 
     def _reply(self, response: bytes) -> None:
         transport = self.transport
@@ -279,8 +292,10 @@ class Server:
         process_request: ProcessRequest | None = None,
         max_connections: int | None = None,
         max_body_size: int = 65536,
+        render_refusal: RenderRefusal | None = None,
     ) -> None:
         self.handler = handler
+        self.render_refusal = render_refusal
         self.max_body_size = max_body_size
         self.listener_factory = listener_factory
         self.options = options
@@ -409,6 +424,7 @@ class serve:
         process_request: ProcessRequest | None = None,
         max_connections: int | None = None,
         max_body_size: int = 65536,
+        render_refusal: RenderRefusal | None = None,
         ssl: ssl_module.SSLContext | None = None,
         sock: socket.socket | None = None,
         reuse_port: bool | None = None,
@@ -422,6 +438,7 @@ class serve:
             process_request=process_request,
             max_connections=max_connections,
             max_body_size=max_body_size,
+            render_refusal=render_refusal,
         )
         self._create = dict(ssl=ssl, sock=sock, reuse_port=reuse_port, backlog=backlog)
         if sock is not None:

@@ -28,6 +28,16 @@ def codec(request: pytest.FixtureRequest) -> ModuleType:
     return load_backend(request.param)
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No secret handed to a hub in this run may appear in any log it wrote."""
+    from tests.support.leaks import leaked_lines
+
+    leaked = leaked_lines()
+    if leaked:
+        print("\nsecrets found in hub logs:\n" + "\n".join(leaked[:20]))
+        session.exitstatus = 1
+
+
 @pytest.fixture(scope="session")
 def both_codecs() -> tuple[ModuleType, ModuleType]:
     """(reference, compiled) for differential tests."""

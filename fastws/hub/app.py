@@ -8,6 +8,10 @@
 /               the demo page (fastws/hub/static/index.html)
 /static/NAME    the demo page's other files
 
+With ``internal_port``, /metrics, /api/ and /ready are served only on that
+second port (with /health); the public port keeps the WebSocket endpoint,
+/health, the page, and /api/dev/token in insecure mode (the page needs it).
+
 async with Hub(config) as hub:      # config: a validated HubConfig
     print(hub.port)
 """
@@ -19,6 +23,7 @@ import logging
 import mimetypes
 import signal
 import socket
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,7 @@ from fastws.handshake import Request, header_tokens
 from fastws.hub.api import HttpApi, error_response, json_response
 from fastws.hub.auth import Authenticator
 from fastws.hub.broker import Broker, create_broker
-from fastws.hub.config import HubConfig
+from fastws.hub.config import HubConfig, redact_url
 from fastws.hub.metrics import CONTENT_TYPE, LoopLag, hub_samples, merge, render
 from fastws.hub.node import Node
 from fastws.hub.protocol import codes
@@ -39,6 +44,15 @@ from fastws.server import Accept, Response, Server, ServerConnection, serve
 logger = logging.getLogger("fastws.hub")
 
 STATIC_DIR = Path(__file__).parent / "static"
+INTERNAL_PATHS = ("/metrics", "/ready", "/api/")
+"""What only the internal port serves when there is one (prefixes)."""
+DEV_TOKEN_PATHS = ("/api/dev/token", "/api/v1/dev/token")
+INSECURE_WARNING_INTERVAL = 3600.0
+INSECURE_WARNING = (
+    "fastws hub: INSECURE development mode (--insecure): anonymous connections may subscribe, "
+    "publish and send everywhere and /api/dev/token hands out tokens; configure "
+    "jwt_secret_file or jwt_public_key and drop --insecure before exposing this server"
+)
 
 PLACEHOLDER = """<!doctype html>
 <html lang="en"><meta charset="utf-8"><title>fastws hub</title>
@@ -56,6 +70,20 @@ def choose_subprotocol(request: Request) -> str | None:
         if offered in SUBPROTOCOLS:
             return offered
     return None
+
+
+def origin_allowed(request: Request, allowed: list[str]) -> bool:
+    """May a browser page from the request's ``Origin`` connect? Requests without
+    ``Origin`` are not from a browser page and pass. An empty ``allowed`` means the
+    hub's own host (the ``Host`` header); ``*`` means any."""
+    origin = request.headers.get("origin")
+    if origin is None or "*" in allowed:
+        return True
+    origin = origin.strip().lower()
+    if allowed:
+        return origin in {item.lower().rstrip("/") for item in allowed}
+    host = (request.headers.get("host") or "").strip().lower()
+    return bool(host) and urllib.parse.urlsplit(origin).netloc == host
 
 
 def upgrade_token(request: Request) -> str | None:
@@ -80,13 +108,16 @@ class Hub:
         broker: Broker | None = None,
         *,
         sock: socket.socket | None = None,
+        internal_sock: socket.socket | None = None,
     ) -> None:
         self.config = config
         self.auth = Authenticator(config)
         self.node = Node(config, broker if broker is not None else create_broker(config), self.auth)
         self.api = HttpApi(self.node)
         self.server: Server | None = None
+        self.internal_server: Server | None = None
         self.sock = sock  # a listening socket to serve instead of binding host:port
+        self.internal_sock = internal_sock  # the same for internal_host:internal_port
         self.lag = LoopLag()
         self.worker = "0"  # the ``worker`` label of this process's metrics
         self.metrics_source: Callable[[], Awaitable[bytes]] | None = None
@@ -96,42 +127,56 @@ class Hub:
     def port(self) -> int:
         return self.server.port
 
+    @property
+    def internal_port(self) -> int | None:
+        """The port of /metrics, /api/ and /ready when they have their own."""
+        return self.internal_server.port if self.internal_server is not None else None
+
     async def start(self) -> Hub:
         config = self.config
-        if self.auth.insecure:
-            logger.warning(
-                "fastws hub: INSECURE development mode: no jwt_secret nor jwt_public_key, so "
-                "anonymous connections are allowed with every permission and "
-                "/api/dev/token hands out tokens; configure a key before exposing this server"
-            )
-        elif config.jwt_secret and len(config.jwt_secret.encode()) < 32:
+        if config.jwt_secret and len(config.jwt_secret.encode()) < 32:
             logger.warning("fastws hub: jwt_secret is shorter than 32 bytes; HS256 wants more")
         ssl_context = server_context(config)
         await self.node.start()
         self.lag.start()
-        origins: set[str | None] | None = None
-        if config.allowed_origins:
-            origins = {*config.allowed_origins, None}  # non-browser clients send no Origin
-        node = self.node
         try:
-            self.server = await self._serve(origins, ssl_context)
+            self.server = await self._serve(
+                self.process_request, config.host, config.port, self.sock, ssl_context
+            )
+            if config.internal_port is not None:
+                self.internal_server = await self._serve(
+                    self.process_internal_request,
+                    config.internal_host or config.host,
+                    config.internal_port,
+                    self.internal_sock,
+                    ssl_context,
+                )
         except BaseException:
+            if self.server is not None:
+                await self.server.close()
             self.lag.stop()
-            await node.close()
+            await self.node.close()
             raise
         return self
 
-    async def _serve(self, origins: set[str | None] | None, ssl_context: Any = None) -> Server:
+    async def _serve(
+        self,
+        process_request: Callable[[ServerConnection, Request], Any],
+        host: str,
+        port: int,
+        sock: socket.socket | None,
+        ssl_context: Any = None,
+    ) -> Server:
         config = self.config
         node = self.node
         return await serve(
             lambda: Session(node),
-            config.host,
-            config.port,
+            host,
+            port,
             ssl=ssl_context,
-            sock=self.sock,
-            process_request=self.process_request,
-            origins=origins,
+            sock=sock,
+            process_request=process_request,
+            render_refusal=self.render_refusal,
             max_connections=config.max_connections or None,
             compression=False,
             # The hub answers oversized commands and bodies itself (413); the server's
@@ -146,6 +191,8 @@ class Hub:
 
     async def close(self, disconnect: codes.Disconnect = codes.GOING_AWAY) -> None:
         """Tell every client, close the connections, then stop the node and the broker."""
+        if self.internal_server is not None:
+            await self.internal_server.close()
         if self.server is not None:
             self.node.disconnect_all(disconnect)
             await self.server.close(
@@ -165,9 +212,32 @@ class Hub:
     def process_request(self, ws: ServerConnection, request: Request) -> Any:
         path = request.path
         if path == "/connection":
+            if not origin_allowed(request, self.config.allowed_origins):
+                origin = request.headers.get("origin")
+                return Response(403, f"origin {origin!r} is not allowed (allowed_origins)\n")
             return Accept(subprotocol=choose_subprotocol(request), user_data=upgrade_token(request))
         if "websocket" in header_tokens(request.headers, "Upgrade"):
             return Response(404, f"no WebSocket endpoint at {path}; use /connection\n")
+        internal = self.config.internal_port is not None and path.startswith(INTERNAL_PATHS)
+        if internal and not (self.auth.insecure and path in DEV_TOKEN_PATHS):
+            return error_response(codes.NOT_FOUND, f"nothing at {path} (on the public port)")
+        return self._common(request)
+
+    def process_internal_request(self, ws: ServerConnection, request: Request) -> Any:
+        """The internal port: /metrics, /api/, /ready and /health, nothing else."""
+        path = request.path
+        if path == "/health" or path.startswith(INTERNAL_PATHS):
+            return self._common(request)
+        return error_response(codes.NOT_FOUND, f"nothing at {path} (on the internal port)")
+
+    def render_refusal(self, request: Request, status: int, reason: str) -> Response | None:
+        """Requests to the HTTP API are refused in its JSON error format; others in text."""
+        if request.path.startswith("/api/"):
+            return error_response(status, reason)
+        return None
+
+    def _common(self, request: Request) -> Any:
+        path = request.path
         if path.startswith("/api/"):
             return self.api.handle(request)
         if path == "/health":
@@ -212,15 +282,29 @@ class Hub:
         )
 
 
-def listening_line(config: HubConfig, port: int) -> str:
-    """What ``python -m fastws`` prints once it serves (tests and scripts read the port)."""
-    host = config.host
-    shown = f"[{host}]" if ":" in host else host
+async def warn_insecure() -> None:
+    """Say at start, and again every hour, that this hub is open to anyone."""
+    while True:
+        logger.warning(INSECURE_WARNING)
+        await asyncio.sleep(INSECURE_WARNING_INTERVAL)
+
+
+def _address(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def listening_line(config: HubConfig, port: int, internal_port: int | None = None) -> str:
+    """What ``python -m fastws`` prints once it serves (tests and scripts read the ports)."""
+    shown = _address(config.host)
     secure = "s" if config.certfile else ""
-    return (
+    line = (
         f"fastws hub listening on http{secure}://{shown}:{port}/ "
         f"(WebSocket ws{secure}://{shown}:{port}/connection)"
     )
+    if internal_port is not None:
+        internal = _address(config.internal_host or config.host)
+        line += f"; internal port http{secure}://{internal}:{internal_port}/"
+    return line
 
 
 async def run_hub(config: HubConfig) -> None:
@@ -237,16 +321,19 @@ async def run_hub(config: HubConfig) -> None:
             "(--workers 2 or more)",
             sig.name,
         )
+    warnings = loop.create_task(warn_insecure()) if config.insecure else None
     async with Hub(config) as hub:
         logger.info(
             "fastws hub: node %s, broker %s, %s mode",
             hub.node.id,
-            config.broker,
+            redact_url(config.broker),
             "insecure development" if hub.auth.insecure else "token",
         )
-        print(listening_line(config, hub.port), flush=True)
+        print(listening_line(config, hub.port, hub.internal_port), flush=True)
         await stop
         logger.info("fastws hub: shutting down")
+        if warnings is not None:
+            warnings.cancel()
 
 
 __all__ = ["Hub", "listening_line", "run_hub"]

@@ -9,12 +9,18 @@ Claims read from a token:
 - ``send``: patterns of the users the user may send private messages to;
 - ``info``: an object shown to others in presence, join and leave;
 - ``exp``, ``nbf``: checked with ``leeway`` seconds of clock skew; ``aud`` and
-  ``iss`` when the hub is configured with an audience or issuer.
+  ``iss`` when the hub is configured with an audience or issuer. ``exp``,
+  ``nbf`` and ``iat`` must be numbers when present.
+
+Every string of a token (claims, keys, header) must be valid Unicode text: a
+lone surrogate makes the token invalid (4500), as a bad signature does.
 
 A missing permission claim denies that action, except in insecure development
-mode (no secret, no public key), where it allows everything. That mode also
-accepts connections without a token and issues tokens signed with a random
-secret that lives as long as the process (``dev_token``).
+mode (``insecure = true``), where it allows everything. That mode also accepts
+connections without a token and issues tokens signed with the configured
+secret, or else a random one that lives as long as the process (``dev_token``).
+Without a key and without insecure mode there is no Authenticator: the
+configuration is refused.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from fastws.hub.protocol import codes
 logger = logging.getLogger("fastws.hub")
 
 DEV_TOKEN_LIFETIME = 24 * 3600
+TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 class TokenError(codes.HubError):
@@ -89,21 +96,25 @@ class Authenticator:
         self.issuer = config.jwt_issuer
         self.leeway = config.jwt_leeway
         self.insecure = config.insecure
+        self.secret = config.jwt_secret
         self._keys: dict[str, Any] = {}
         if config.jwt_secret:
             self._keys["HS256"] = config.jwt_secret
         if config.jwt_public_key:
             key = _load_public_key(config.jwt_public_key)
             self._keys["RS256" if isinstance(key, rsa.RSAPublicKey) else "ES256"] = key
+        if not self._keys and not self.insecure:
+            raise ConfigError("no token key: set jwt_secret or jwt_public_key, or insecure")
         self.dev_secret: str | None = None
         if self.insecure:
-            self.dev_secret = os.urandom(32).hex()
+            self.dev_secret = config.jwt_secret or os.urandom(32).hex()
             self._keys["HS256"] = self.dev_secret
 
     def use_dev_secret(self, secret: str) -> None:
         """Sign development tokens with ``secret`` (shared by the workers of one master,
-        so that a token from one worker is accepted by the others)."""
-        if self.insecure:
+        so that a token from one worker is accepted by the others); a configured
+        secret stays the one that signs."""
+        if self.insecure and not self.secret:
             self.dev_secret = secret
             self._keys["HS256"] = secret
 
@@ -126,6 +137,8 @@ class Authenticator:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
             raise TokenError(codes.INVALID_TOKEN, f"malformed token: {exc}") from None
+        if not _valid_text(header):
+            raise TokenError(codes.INVALID_TOKEN, "the token holds a string that is not valid text")
         algorithm = header.get("alg")
         key = self._keys.get(algorithm) if isinstance(algorithm, str) else None
         if key is None:
@@ -144,9 +157,14 @@ class Authenticator:
                 options={"require": ["sub"], "verify_aud": self.audience is not None},
             )
         except jwt.ExpiredSignatureError:
+            # PyJWT also reads numeric strings; those are refused, not taken as expired.
+            check_claims(jwt.decode(token, options={"verify_signature": False}))
             raise TokenError(codes.TOKEN_EXPIRED, "token expired") from None
         except jwt.InvalidTokenError as exc:
             raise TokenError(codes.INVALID_TOKEN, f"invalid token: {exc}") from None
+        except ValueError:  # a payload that is not UTF-8 JSON
+            raise TokenError(codes.INVALID_TOKEN, "invalid token: the payload is not JSON") from None
+        check_claims(claims)
         return self._credentials(claims)
 
     def _credentials(self, claims: dict[str, Any]) -> Credentials:
@@ -171,6 +189,31 @@ class Authenticator:
         if patterns is None:
             return self.insecure
         return patterns.match(name)
+
+
+def check_claims(claims: dict[str, Any]) -> None:
+    """Refuse time claims that are not numbers and strings that are not valid text."""
+    for name in TIME_CLAIMS:
+        value = claims.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise TokenError(codes.INVALID_TOKEN, f"the {name!r} claim must be a number")
+    if not _valid_text(claims):
+        raise TokenError(codes.INVALID_TOKEN, "the token holds a string that is not valid text")
+
+
+def _valid_text(value: Any) -> bool:
+    """No lone surrogate in any string of ``value`` (keys included)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_valid_text(k) and _valid_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_valid_text(item) for item in value)
+    return True
 
 
 def _load_public_key(path: str) -> Any:

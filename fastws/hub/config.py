@@ -72,7 +72,7 @@ def default_channels() -> list[ChannelOptions]:
     ]
 
 
-_METAVARS = {"int": "N", "float": "SECONDS", "str_list": "LIST"}
+_METAVARS = {"int": "N", "opt_int": "N", "float": "SECONDS", "str_list": "LIST"}
 
 
 def _option(
@@ -138,18 +138,39 @@ class HubConfig:
     metrics: bool = _option(
         True, "bool", "serve Prometheus metrics at /metrics", metavar="BOOL"
     )
+    internal_port: int | None = _option(
+        None,
+        "opt_int",
+        "a second port for /metrics, /api/ and /ready, which the public port then does not "
+        "serve (0 picks a free one)",
+    )
+    internal_host: str | None = _option(
+        None, "opt_str", "address of the internal port (default: host)", metavar="HOST"
+    )
     log_level: str = _option(
         "info", "str", "debug, info, warning, error or critical", metavar="LEVEL"
     )
     log_format: str = _option(
         "plain", "str", "plain text lines or json (one object per line)", metavar="FORMAT"
     )
+    insecure: bool = _option(
+        False,
+        "bool",
+        "run without a token key: anonymous connections may do everything and "
+        "/api/dev/token hands out tokens (development only)",
+        metavar="BOOL",
+    )
     jwt_secret: str | None = _option(
         None,
-        "opt_str",
-        "HS256 secret for connection tokens; without it nor a public key, "
-        "the hub runs in insecure development mode",
+        "secret",
+        "HS256 secret for connection tokens (prefer jwt_secret_file)",
         metavar="SECRET",
+    )
+    jwt_secret_file: str | None = _option(
+        None,
+        "opt_str",
+        "file whose content (trailing newline removed) is jwt_secret",
+        metavar="FILE",
     )
     jwt_public_key: str | None = _option(
         None,
@@ -166,14 +187,22 @@ class HubConfig:
     jwt_leeway: float = _option(5.0, "float", "seconds of clock skew allowed for exp and nbf")
     api_key: str | None = _option(
         None,
-        "opt_str",
-        "key of the HTTP API (Authorization: apikey KEY); without it the API is off",
+        "secret",
+        "key of the HTTP API (Authorization: apikey KEY); without it the API is off "
+        "(prefer api_key_file)",
         metavar="KEY",
+    )
+    api_key_file: str | None = _option(
+        None,
+        "opt_str",
+        "file whose content (trailing newline removed) is api_key",
+        metavar="FILE",
     )
     allowed_origins: list[str] = _option(
         None,
         "str_list",
-        "comma-separated Origin values browsers may connect from",
+        "comma-separated Origin values browsers may connect from; * allows any "
+        "(default: only the hub's own host)",
         factory=list,
         metavar="ORIGINS",
     )
@@ -212,9 +241,9 @@ class HubConfig:
         self._channel_cache: dict[str, ChannelOptions] = {}
 
     @property
-    def insecure(self) -> bool:
-        """True when no token key is configured: anonymous development mode."""
-        return not self.jwt_secret and not self.jwt_public_key
+    def has_token_key(self) -> bool:
+        """A secret or a public key verifies connection tokens."""
+        return self.jwt_secret is not None or self.jwt_public_key is not None
 
     def channel_options(self, channel: str) -> ChannelOptions:
         """The options of the first pattern matching ``channel`` (NO_FEATURES if none)."""
@@ -261,8 +290,12 @@ class HubConfig:
                 f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
             )
         broker_urls(self.broker)
-        if self.jwt_public_key is not None and not os.path.isfile(self.jwt_public_key):
-            raise ConfigError(f"jwt_public_key: no such file {self.jwt_public_key!r}")
+        if self.internal_port is not None and not 0 <= self.internal_port <= 65535:
+            raise ConfigError(f"internal_port: {self.internal_port} is not between 0 and 65535")
+        if self.internal_port is not None and self.internal_port == self.port != 0:
+            raise ConfigError("internal_port: must differ from port")
+        if self.internal_host is not None and self.internal_port is None:
+            raise ConfigError("internal_host: needs internal_port")
         for name in ("jwt_leeway", "shutdown_timeout", "ping_interval"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must not be negative")
@@ -308,10 +341,61 @@ class HubConfig:
                     f"{where}.history_ttl: must be positive when history_size is (history is "
                     "bounded by size and age)"
                 )
+        self._check_secrets()
         return self
+
+    def _check_secrets(self) -> None:
+        """Read the key files, refuse empty secrets, and fail closed without a token key."""
+        for name in SECRET_FILES:
+            path = getattr(self, name + "_file")
+            if path is not None and getattr(self, name) is None:
+                setattr(self, name, read_secret_file(name + "_file", path))
+        for name in SECRET_FILES:
+            if getattr(self, name) == "":
+                raise ConfigError(f"{name}: is empty; give the secret itself or leave it unset")
+        if self.jwt_public_key is not None and not os.path.isfile(self.jwt_public_key):
+            raise ConfigError(f"jwt_public_key: no such file {self.jwt_public_key!r}")
+        if not self.has_token_key and not self.insecure:
+            alone = " (api_key alone protects only the HTTP API)" if self.api_key else ""
+            raise ConfigError(
+                "no token key: set jwt_secret_file, jwt_secret or jwt_public_key "
+                "(flags --jwt-secret-file, --jwt-secret, --jwt-public-key; env FASTWS_JWT_SECRET_FILE, "
+                f"FASTWS_JWT_SECRET, FASTWS_JWT_PUBLIC_KEY){alone}, or pass --insecure for an open "
+                "development hub"
+            )
 
 
 OPTIONS = {f.name: f for f in fields(HubConfig)}
+SECRET_FILES = ("jwt_secret", "api_key")
+"""Options that may come from a file: ``NAME_file`` holds ``NAME``."""
+SECRET_OPTIONS = {name for name, f in OPTIONS.items() if f.metadata["kind"] == "secret"}
+
+
+def read_secret_file(name: str, path: str) -> str:
+    """The secret in ``path``, without its trailing newline; empty is an error."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read().rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: {path!r} is not UTF-8 text") from None
+    if not text:
+        raise ConfigError(f"{name}: {path!r} is empty")
+    return text
+
+
+def redact_url(url: str) -> str:
+    """``url`` (or comma-separated URLs) with any password replaced by ``***``."""
+    shown = []
+    for part in url.split(","):
+        scheme, sep, rest = part.partition("://")
+        userinfo, at, host = rest.rpartition("@")
+        if sep and at and ":" in userinfo:
+            user = userinfo.partition(":")[0]
+            part = f"{scheme}://{user}:***@{host}"
+        shown.append(part)
+    return ",".join(shown)
 
 
 def broker_urls(broker: str) -> list[urllib.parse.SplitResult]:
@@ -323,8 +407,11 @@ def broker_urls(broker: str) -> list[urllib.parse.SplitResult]:
     for part in parts:
         scheme = part.partition("://")[0]
         if "://" not in part or scheme not in BROKER_SCHEMES:
-            raise ConfigError(f"broker: {part!r} is not supported; supported schemes: {supported}")
+            raise ConfigError(
+                f"broker: {redact_url(part)!r} is not supported; supported schemes: {supported}"
+            )
         url = urllib.parse.urlsplit(part)
+        part = redact_url(part)  # named in errors without its password
         urls.append(url)
         if scheme == "memory":
             if len(parts) > 1:
@@ -358,11 +445,11 @@ def _unknown(key: str, known: Any, where: str) -> ConfigError:
 
 def _check_type(kind: str, value: Any, where: str) -> Any:
     """A TOML value checked against ``kind``; ints are accepted where floats are."""
-    if kind in ("str", "opt_str"):
+    if kind in ("str", "opt_str", "secret"):
         if isinstance(value, str):
             return value
         expected = "a string"
-    elif kind == "int":
+    elif kind in ("int", "opt_int"):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         expected = "an integer"
@@ -453,12 +540,14 @@ def parse_text(name: str, text: str, where: str) -> Any:
         except ValueError:
             raise ConfigError(f'{where}: expected an integer or "auto", got {text!r}') from None
     try:
+        if kind == "opt_int":
+            return int(text) if text else None
         if kind == "int":
             return int(text)
         if kind == "float":
             return float(text)
     except ValueError:
-        expected = "an integer" if kind == "int" else "a number"
+        expected = "a number" if kind == "float" else "an integer"
         raise ConfigError(f"{where}: expected {expected}, got {text!r}") from None
     if kind == "bool":
         lowered = text.strip().lower()
@@ -511,13 +600,21 @@ def load_config(
         if name not in OPTIONS:
             raise _unknown(name, OPTIONS, "")
         values[name] = parse_text(name, text, "--" + name.replace("_", "-"))
+    return config_from_values(values)
+
+
+def config_from_values(values: dict[str, Any]) -> HubConfig:
+    """A validated HubConfig; a secret and its file may not both be given."""
+    for name in SECRET_FILES:
+        if values.get(name) is not None and values.get(name + "_file") is not None:
+            raise ConfigError(f"{name} and {name}_file are both set; keep one")
     return replace(HubConfig(), **values).validate()
 
 
 def check_file(path: str) -> HubConfig:
     """Validate a TOML file on its own (``python -m fastws check-config FILE``)."""
     try:
-        return replace(HubConfig(), **read_toml(path)).validate()
+        return config_from_values(read_toml(path))
     except ConfigError as exc:
         message = str(exc)
         raise ConfigError(message if message.startswith(path) else f"{path}: {message}") from None
@@ -526,8 +623,9 @@ def check_file(path: str) -> HubConfig:
 # -- the command line ----------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per option; values stay raw strings so flags and env parse alike."""
+def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] = ()) -> None:
+    """One flag per option (or per option of ``names``); values stay raw strings so
+    flags and env parse alike."""
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -537,21 +635,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = HubConfig()
     for name, option in OPTIONS.items():
         kind = option.metadata["kind"]
-        if kind == "channels":
+        if kind == "channels" or (names and name not in names):
             continue
         default = getattr(defaults, name)
         if kind == "str_list":
-            shown = ",".join(default) or "any"
+            shown = ",".join(default) or "the hub's own host"
         elif default is None:
             shown = "none"
         else:
             shown = f"{default:g}" if isinstance(default, float) else str(default)
+        bare = {"nargs": "?", "const": "true"} if kind == "bool" else {}  # --insecure alone
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             metavar=option.metadata["metavar"],
             default=argparse.SUPPRESS,
             help=f"{option.metadata['help']} (env {env_name(name)}; default {shown})",
+            **bare,
         )
 
 
@@ -563,7 +663,9 @@ def flags_from_namespace(namespace: argparse.Namespace) -> tuple[dict[str, str],
 
 
 __all__ = [
+    "SECRET_OPTIONS",
     "ChannelOptions",
+    "redact_url",
     "broker_urls",
     "ConfigError",
     "HubConfig",

@@ -17,7 +17,7 @@ from tests.support.loops import run_async
 @run_async(loops=("uvloop",), timeout=60)
 async def test_hub_subprocess_serves_and_shuts_down_cleanly() -> None:
     env = {"FASTWS_API_KEY": "key", "FASTWS_LOG_LEVEL": "warning"}
-    async with running("--port", "0", env=env) as (process, port):
+    async with running("--port", "0", "--insecure", env=env) as (process, port):
         assert (await http(port, "GET", "/health"))[::2] == (200, b"ok")
         client = await HubClient.open(port)
         await client.result("subscribe", {"channel": "chat:lobby"})
@@ -32,7 +32,7 @@ async def test_hub_subprocess_serves_and_shuts_down_cleanly() -> None:
         async with asyncio.timeout(20):
             assert await process.wait() == 0
         stderr = (await process.stderr.read()).decode()
-        assert "INSECURE" in stderr  # no key: the warning is there
+        assert "INSECURE" in stderr  # --insecure: the warning is there
 
 
 @run_async(loops=("uvloop",), timeout=60)
@@ -58,7 +58,10 @@ def test_unsupported_settings_fail_with_a_clear_message() -> None:
         (["--port", "http"], "--port: expected an integer"),
     ]:
         done = subprocess.run(
-            [sys.executable, "-m", "fastws", *args], capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "fastws", "--insecure", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert done.returncode == 2, done
         assert expected in done.stderr

@@ -23,8 +23,11 @@ def write(tmp_path, text: str) -> str:
     return str(path)
 
 
+OPEN = {"FASTWS_INSECURE": "1"}  # no token key: development mode, said explicitly
+
+
 def test_defaults_are_valid_and_give_the_demo_rooms_history() -> None:
-    config = load_config({}, {})
+    config = load_config({}, OPEN)
     assert (config.host, config.port, config.broker) == ("127.0.0.1", 8080, "memory://")
     assert config.insecure
     chat = config.channel_options("chat:lobby")
@@ -58,7 +61,7 @@ presence = true
     assert config.channels == [ChannelOptions("room:*", 10, 30.0, True, False)]
     assert config.channel_options("chat:x") is NO_FEATURES  # the file replaces the defaults
     assert not config.insecure
-    env_only = load_config({}, {"FASTWS_ALLOWED_ORIGINS": "https://a, https://b"})
+    env_only = load_config({}, {"FASTWS_ALLOWED_ORIGINS": "https://a, https://b", **OPEN})
     assert env_only.allowed_origins == ["https://a", "https://b"]
 
 
@@ -117,7 +120,9 @@ def test_every_option_has_a_flag_and_an_env_variable() -> None:
 
 
 def test_check_config_command(tmp_path) -> None:
-    good = write(tmp_path, "port = 9000\n[[channels]]\npattern = 'x:*'\npresence = true\n")
+    good = write(
+        tmp_path, "port = 9000\ninsecure = true\n[[channels]]\npattern = 'x:*'\npresence = true\n"
+    )
     done = subprocess.run(
         [sys.executable, "-m", "fastws", "check-config", good],
         capture_output=True,
@@ -149,8 +154,8 @@ def test_every_option_is_documented() -> None:
 def test_workers_auto_is_one_per_core_and_operations_options_are_checked(tmp_path) -> None:
     from fastws.hub.config import cpu_count, values_from_mapping
 
-    assert load_config({"workers": "auto"}, {}).workers == cpu_count() >= 1
-    assert load_config({}, {"FASTWS_WORKERS": "3"}).workers == 3
+    assert load_config({"workers": "auto"}, OPEN).workers == cpu_count() >= 1
+    assert load_config({}, {"FASTWS_WORKERS": "3", **OPEN}).workers == 3
     assert values_from_mapping({"workers": "auto"})["workers"] == cpu_count()
     cert = tmp_path / "cert.pem"
     cert.write_text("-")
@@ -161,6 +166,74 @@ def test_workers_auto_is_one_per_core_and_operations_options_are_checked(tmp_pat
         ({"drain_window": "-1"}, "drain_window: must not be negative"),
     ]:
         with pytest.raises(ConfigError, match=expected):
-            load_config(flags, {})
-    config = load_config({"certfile": str(cert), "drain_window": "2.5", "metrics": "off"}, {})
+            load_config(flags, OPEN)
+    config = load_config({"certfile": str(cert), "drain_window": "2.5", "metrics": "off"}, OPEN)
     assert (config.certfile, config.drain_window, config.metrics) == (str(cert), 2.5, False)
+
+
+def test_token_key_from_files_env_or_toml_and_insecure_only_when_asked(tmp_path) -> None:
+    key = tmp_path / "jwt"
+    key.write_text("s" * 40 + "\r\n")
+    api = tmp_path / "api"
+    api.write_text("k" * 20)
+    config = load_config({"jwt_secret_file": str(key), "api_key_file": str(api)}, {})
+    assert (config.jwt_secret, config.api_key, config.insecure) == ("s" * 40, "k" * 20, False)
+    path = write(tmp_path, f"jwt_secret_file = '{key}'\n")
+    assert check_file(path).jwt_secret == "s" * 40
+    assert load_config({}, {"FASTWS_JWT_SECRET_FILE": str(key)}).jwt_secret == "s" * 40
+    for environ, path_text in [
+        ({"FASTWS_INSECURE": "1"}, None),
+        ({"FASTWS_INSECURE": "true"}, None),
+        ({}, "insecure = true\n"),
+    ]:
+        path = write(tmp_path, path_text) if path_text else None
+        assert load_config({}, environ, path).insecure
+    assert load_config({"insecure": "true"}, {}).insecure
+    with pytest.raises(ConfigError, match="no token key"):
+        load_config({}, {"FASTWS_INSECURE": "0"})
+    with pytest.raises(ConfigError, match="insecure: expected true or false"):
+        write(tmp_path, "insecure = 'yes'\n")
+        check_file(str(tmp_path / "hub.toml"))
+
+
+def test_internal_port_is_checked() -> None:
+    assert load_config({"internal_port": "9090"}, OPEN).internal_port == 9090
+    assert load_config({}, OPEN).internal_port is None
+    for flags, expected in [
+        ({"internal_port": "70000"}, "internal_port: 70000 is not between"),
+        ({"internal_port": "8080"}, "internal_port: must differ from port"),
+        ({"internal_host": "10.0.0.1"}, "internal_host: needs internal_port"),
+        ({"internal_port": "x"}, "--internal-port: expected an integer"),
+    ]:
+        with pytest.raises(ConfigError, match=expected):
+            load_config(flags, OPEN)
+
+
+def test_broker_errors_hide_the_password() -> None:
+    for broker in ("kafka://:hunter2@h", "redis://:hunter2@h:x/0", "redis://:hunter2@h/abc"):
+        with pytest.raises(ConfigError) as caught:
+            load_config({"broker": broker}, OPEN)
+        assert "hunter2" not in str(caught.value) and "***" in str(caught.value)
+
+
+def test_an_upgrade_keeps_secret_flags_off_the_command_line(monkeypatch) -> None:
+    from fastws.hub.process.supervisor import upgrade_command
+
+    monkeypatch.setattr(sys, "argv", ["/x/fastws/__main__.py", "--workers", "2", "--api-key", "K"])
+    monkeypatch.setattr(sys, "orig_argv", ["python3", "-X", "dev", "-m", "fastws", "--workers",
+                                           "2", "--api-key", "K"])  # fmt: skip
+    flags = {
+        "workers": "2",
+        "api_key": "K",
+        "jwt_secret": "S",
+        "broker": "redis://:P@h/0",
+        "port": "0",
+    }
+    argv, secrets = upgrade_command(flags, "/etc/hub.toml")
+    assert argv == [
+        sys.executable, "-X", "dev", "-m", "fastws", "--workers=2", "--port=0",
+        "--config=/etc/hub.toml",
+    ]  # fmt: skip
+    assert secrets == {"api_key": "K", "jwt_secret": "S", "broker": "redis://:P@h/0"}
+    argv, secrets = upgrade_command({"broker": "redis://h/0"}, None)
+    assert argv[-1] == "--broker=redis://h/0" and secrets == {}

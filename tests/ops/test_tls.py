@@ -87,7 +87,7 @@ async def test_a_certificate_that_cannot_be_loaded_stops_the_start(tmp_path: Pat
     bad.write_text("not a certificate")
     for args in (("--certfile", str(bad)), ("--workers", "2", "--certfile", str(bad))):
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "fastws", "--port", "0", *args,
+            sys.executable, "-m", "fastws", "--port", "0", "--insecure", *args,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         async with asyncio.timeout(30):

@@ -18,13 +18,17 @@ from fastws.errors import ConnectionClosed
 from fastws.hub.app import Hub
 from fastws.hub.broker import Broker
 from fastws.hub.config import ChannelOptions, HubConfig
+from tests.support.leaks import secret
 
-SECRET = "a test secret of at least 32 bytes!"
+SECRET = secret("a test secret of at least 32 bytes!")
 ROOMS = ChannelOptions("room:*", history_size=50, history_ttl=60, presence=True, join_leave=True)
 PLAIN = ChannelOptions("plain:*")
 
 
 def make_config(**options: Any) -> HubConfig:
+    """A hub on a free port; without a token key, in insecure mode (said here, on purpose)."""
+    if options.get("jwt_secret") is None and options.get("jwt_public_key") is None:
+        options.setdefault("insecure", True)
     options.setdefault("port", 0)
     options.setdefault("channels", [ROOMS, PLAIN])
     options.setdefault("shutdown_timeout", 2.0)

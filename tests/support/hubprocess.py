@@ -1,8 +1,8 @@
 """Running ``python -m fastws`` (the hub) as a child process for tests.
 
 A real process, so that a test can SIGKILL it and start it again on the same
-port. It runs in insecure development mode (no token key in its environment),
-which serves ``GET /api/dev/token?user=NAME``.
+port. It runs with ``--insecure`` (development mode, no token key), which
+serves ``GET /api/dev/token?user=NAME``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.support.leaks import record, secret
+
 ROOT = Path(__file__).resolve().parents[2]
-API_KEY = "test-api-key"
+API_KEY = secret("test-api-key")
 
 
 def free_port() -> int:
@@ -97,7 +99,9 @@ class HubProcess:
         return env
 
     def start(self, timeout: float = 20.0) -> HubProcess:
-        command = [sys.executable, "-m", "fastws", "--port", str(self.port), *self.args]
+        command = [
+            sys.executable, "-m", "fastws", "--port", str(self.port), "--insecure", *self.args
+        ]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT
@@ -132,8 +136,9 @@ class HubProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def output(self) -> str:
-        return Path(self.log_path).read_text(errors="replace")[-4000:]
+    def output(self, whole: bool = False) -> str:
+        text = Path(self.log_path).read_text(errors="replace")
+        return text if whole else text[-4000:]
 
     def api(self, path: str, body: dict) -> tuple[int, dict]:
         return http(self.port, path, body, {"Authorization": f"apikey {self.api_key}"})
@@ -166,4 +171,5 @@ class HubProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+        record(f"hub on port {self.port}", self.output(whole=True))
         os.unlink(self.log_path)

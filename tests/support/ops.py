@@ -20,17 +20,21 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.hub import http
+from tests.support.leaks import record, secret
 
 ROOT = Path(__file__).resolve().parents[2]
 LISTENING = re.compile(r"listening on https?://127\.0\.0\.1:(\d+)/")
-API_KEY = "ops-test-key"
+API_KEY = secret("ops-test-key")
 
 
 class RunningHub:
-    """One ``python -m fastws ARGS`` process tree."""
+    """One ``python -m fastws ARGS`` process tree; ``--insecure`` (dev tokens) unless
+    ``insecure`` is false, when ARGS or ``env`` give the keys."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.args = args
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, insecure: bool = True
+    ) -> None:
+        self.args = ("--insecure", *args) if insecure else args
         self.extra_env = env or {}
         self.process: asyncio.subprocess.Process | None = None
         self.port = 0
@@ -152,6 +156,7 @@ class RunningHub:
                     os.kill(pid, signal.SIGKILL)
         await self._finish_reader()
         with contextlib.suppress(OSError):
+            record(f"python -m fastws {' '.join(self.args)}", self.log() + "".join(self.lines))
             os.unlink(self.log_path)
 
     def log(self) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.hubprocess import HubProcess, free_port
+from tests.support.leaks import record
 
 INSTALL_HINT = "apt-get install -y redis-server (or scripts/install-test-deps.sh)"
 
@@ -172,6 +173,7 @@ async def hub_nodes(broker: str, count: int = 2, *args: str) -> AsyncIterator[li
         for node in nodes:
             await asyncio.to_thread(node.stop)
             with contextlib.suppress(OSError):
+                record(f"hub on port {node.port}", node.output(whole=True))
                 os.unlink(node.log_path)
         os.unlink(config)
 

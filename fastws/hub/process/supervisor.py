@@ -23,9 +23,12 @@ Signals:
   spread over ``drain_window`` seconds, then exit. If a new worker fails, the
   reload is abandoned and the old generation keeps serving.
 - SIGUSR2: upgrade. The master re-executes itself (the fastws installed now)
-  with the same command line, handing the listening socket over as an
-  inherited descriptor named by ``FASTWS_LISTEN_FD``; the port is never
-  closed. The old workers lose their master, drain and exit. With the memory
+  with the same options, handing the listening socket over as an inherited
+  descriptor named by ``FASTWS_LISTEN_FD`` (and the internal port's by
+  ``FASTWS_INTERNAL_LISTEN_FD``); the port is never closed. Secret options
+  (``jwt_secret``, ``api_key``, a broker URL with a password) do not go on the
+  new command line, where ``ps`` would show them: they pass through an
+  inherited pipe named by ``FASTWS_INHERITED_SECRETS_FD``, read once and closed. The old workers lose their master, drain and exit. With the memory
   broker its content is lost (new epochs: clients resubscribe with
   recovered: false); with Redis nothing is.
 - SIGTERM, SIGINT: shut down. Workers stop accepting, send every client a
@@ -41,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -53,7 +57,7 @@ from typing import Any
 
 from fastws.hub.broker import create_broker
 from fastws.hub.broker.local import BrokerHost
-from fastws.hub.config import ConfigError, HubConfig
+from fastws.hub.config import SECRET_OPTIONS, ConfigError, HubConfig, env_name, redact_url
 from fastws.hub.ipc import MessageStream, PendingRequests
 from fastws.hub.logs import setup_logging
 from fastws.hub.metrics import (
@@ -65,13 +69,24 @@ from fastws.hub.metrics import (
     process_samples,
     render,
 )
-from fastws.hub.process.worker import FDS_VARIABLE, config_to_dict
+from fastws.hub.process.worker import FDS_VARIABLE, INTERNAL_FD_VARIABLE, config_to_dict
 
 logger = logging.getLogger("fastws.hub")
 
 LISTEN_FD_VARIABLE = "FASTWS_LISTEN_FD"
+INTERNAL_LISTEN_FD_VARIABLE = "FASTWS_INTERNAL_LISTEN_FD"
 INHERITED_VARIABLE = "FASTWS_INHERITED_PIDS"
+SECRETS_FD_VARIABLE = "FASTWS_INHERITED_SECRETS_FD"
 DEV_SECRET_VARIABLE = "FASTWS_INHERITED_DEV_SECRET"  # dev tokens stay valid across an upgrade
+HANDOVER = (
+    LISTEN_FD_VARIABLE,
+    INTERNAL_LISTEN_FD_VARIABLE,
+    INHERITED_VARIABLE,
+    SECRETS_FD_VARIABLE,
+    DEV_SECRET_VARIABLE,
+)
+SECRET_VARIABLES = {env_name(name) for name in SECRET_OPTIONS}
+"""Not passed on to workers: they get their configuration over the control link."""
 BACKLOG = 4096
 SNAPSHOT_TIMEOUT = 1.0
 STABLE_AFTER = 10.0  # seconds of life after which a worker's exit is not a quick failure
@@ -83,11 +98,9 @@ class WorkerFailed(ConfigError):
     """A worker could not start (bad certificate, broker URL...): its own message."""
 
 
-def bind(config: HubConfig) -> socket.socket:
-    """The listening socket for ``config.host``/``config.port`` (the first address found)."""
-    infos = socket.getaddrinfo(
-        config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket for ``host``/``port`` (the first address found)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -100,14 +113,42 @@ def bind(config: HubConfig) -> socket.socket:
     return sock
 
 
-def inherited_socket() -> socket.socket | None:
-    """The listening socket handed over by the master this process replaced, if any."""
-    text = os.environ.pop(LISTEN_FD_VARIABLE, None)
+def inherited_socket(variable: str = LISTEN_FD_VARIABLE) -> socket.socket | None:
+    """A listening socket handed over by the master this process replaced, if any."""
+    text = os.environ.pop(variable, None)
     if not text:
         return None
     sock = socket.socket(fileno=int(text))
     os.set_inheritable(sock.fileno(), False)
     return sock
+
+
+def inherited_flags() -> dict[str, str]:
+    """The secret options the master this process replaced handed over (none if it did not)."""
+    text = os.environ.pop(SECRETS_FD_VARIABLE, None)
+    if not text:
+        return {}
+    with os.fdopen(int(text), "rb") as pipe:
+        return json.loads(pipe.read())
+
+
+def upgrade_command(flags: dict[str, str], path: str | None) -> tuple[list[str], dict[str, str]]:
+    """(the command line that starts this hub again, the flags kept off it).
+
+    The interpreter's own options stay; the hub's flags are written anew from
+    what was parsed, so none of them can slip past in an abbreviated form."""
+    script_args = len(sys.argv) - 1
+    prefix = sys.orig_argv[: len(sys.orig_argv) - script_args]
+    argv = [sys.executable, *prefix[1:]]
+    secrets = {}
+    for name, value in flags.items():
+        if name in SECRET_OPTIONS or (name == "broker" and redact_url(value) != value):
+            secrets[name] = value
+        else:
+            argv.append(f"--{name.replace('_', '-')}={value}")
+    if path is not None:
+        argv.append(f"--config={path}")
+    return argv, secrets
 
 
 def _exit_text(code: int) -> str:
@@ -183,10 +224,17 @@ class Supervisor:
         load_config: Callable[[], HubConfig],
         sock: socket.socket,
         inherited: list[int] | None = None,
+        *,
+        internal_sock: socket.socket | None = None,
+        flags: dict[str, str] | None = None,
+        config_path: str | None = None,
     ) -> None:
         self.config = config
         self.load_config = load_config
         self.sock = sock
+        self.internal_sock = internal_sock
+        self.flags = dict(flags or {})  # as given on the command line, for an upgrade
+        self.config_path = config_path
         self.inherited = list(inherited or [])  # old workers of the master this one replaced
         self.current: dict[int, WorkerProcess] = {}
         self.retiring: set[WorkerProcess] = set()
@@ -228,16 +276,19 @@ class Supervisor:
             self._started = True
             if self.inherited:
                 self._spawn_task(self._reap_inherited)
-            from fastws.hub.app import listening_line
+            from fastws.hub.app import listening_line, warn_insecure
 
             port = self.sock.getsockname()[1]
+            internal = self.internal_sock.getsockname()[1] if self.internal_sock else None
             logger.info(
                 "fastws hub: master pid %d, %d workers, broker %s",
                 os.getpid(),
                 len(first),
-                self.config.broker,
+                redact_url(self.config.broker),
             )
-            print(listening_line(self.config, port), flush=True)
+            if self.config.insecure:
+                self._spawn_task(warn_insecure)
+            print(listening_line(self.config, port, internal), flush=True)
             await self._stop
             logger.info("fastws hub: shutting down")
             await self._shutdown()
@@ -250,6 +301,8 @@ class Supervisor:
             if self.host is not None:
                 await self.host.close()
             self.sock.close()
+            if self.internal_sock is not None:
+                self.internal_sock.close()
         return 0
 
     def _request_stop(self, sig: signal.Signals) -> None:
@@ -299,12 +352,17 @@ class Supervisor:
         if self.host is not None:
             broker_ours, broker_theirs = socket.socketpair()
             fds.append(broker_theirs.fileno())
-        handover = (LISTEN_FD_VARIABLE, INHERITED_VARIABLE, DEV_SECRET_VARIABLE)
-        env = {k: v for k, v in os.environ.items() if k not in handover}
+        env = {
+            k: v for k, v in os.environ.items() if k not in HANDOVER and k not in SECRET_VARIABLES
+        }
         env[FDS_VARIABLE] = ",".join(str(fd) for fd in fds)
+        passed = list(fds)
+        if self.internal_sock is not None:
+            env[INTERNAL_FD_VARIABLE] = str(self.internal_sock.fileno())
+            passed.append(self.internal_sock.fileno())
         try:
             worker.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "fastws.hub.process.worker", pass_fds=fds, env=env
+                sys.executable, "-m", "fastws.hub.process.worker", pass_fds=passed, env=env
             )
         except OSError as exc:
             control_ours.close()
@@ -454,14 +512,15 @@ class Supervisor:
             return False
         old_config = self.config
         kept = {}
-        for name in ("host", "port", "broker"):
+        for name in ("host", "port", "broker", "internal_host", "internal_port"):
             if getattr(config, name) != getattr(old_config, name):
                 kept[name] = getattr(old_config, name)
+                shown = redact_url(kept[name]) if name == "broker" else kept[name]
                 logger.warning(
                     "fastws hub: %s cannot change on a reload (it is %r until a restart); "
                     "the other changes apply",
                     name,
-                    kept[name],
+                    shown,
                 )
         if kept:
             config = dataclasses.replace(config, **kept)
@@ -518,12 +577,22 @@ class Supervisor:
             return
         pids = [w.pid for w in (*self.current.values(), *self.retiring) if w.pid is not None]
         pids += self.inherited
+        argv, secrets = upgrade_command(self.flags, self.config_path)
         env = dict(os.environ)
         env[LISTEN_FD_VARIABLE] = str(self.sock.fileno())
         env[INHERITED_VARIABLE] = ",".join(str(pid) for pid in pids)
+        handed = [self.sock.fileno()]
+        if self.internal_sock is not None:
+            env[INTERNAL_LISTEN_FD_VARIABLE] = str(self.internal_sock.fileno())
+            handed.append(self.internal_sock.fileno())
         if self.config.insecure:
             env[DEV_SECRET_VARIABLE] = self.dev_secret
-        argv = [sys.executable, *sys.orig_argv[1:]]
+        if secrets:
+            reader, writer = os.pipe()  # small: the write fits in the pipe's buffer
+            with os.fdopen(writer, "wb") as pipe:
+                pipe.write(json.dumps(secrets).encode())
+            env[SECRETS_FD_VARIABLE] = str(reader)
+            handed.append(reader)
         logger.info(
             "fastws hub: upgrading (SIGUSR2): re-executing %s; %d old workers drain",
             " ".join(argv),
@@ -533,11 +602,15 @@ class Supervisor:
             handler.flush()
         sys.stdout.flush()
         sys.stderr.flush()
-        os.set_inheritable(self.sock.fileno(), True)
+        for fd in handed:
+            os.set_inheritable(fd, True)
         try:
             os.execve(sys.executable, argv, env)
         except OSError as exc:
-            os.set_inheritable(self.sock.fileno(), False)
+            for fd in handed:
+                os.set_inheritable(fd, False)
+            if secrets:
+                os.close(reader)
             logger.error("fastws hub: upgrade failed, this master goes on: %s", exc)
 
     async def _reap_inherited(self) -> None:
@@ -610,14 +683,38 @@ def supervised(config: HubConfig) -> bool:
     return config.workers > 1 or LISTEN_FD_VARIABLE in os.environ
 
 
-def run_supervisor(config: HubConfig, load_config: Callable[[], HubConfig]) -> int:
-    """Bind (or take over the inherited socket) and supervise until stopped."""
-    sock = inherited_socket()
-    if sock is None:
-        sock = bind(config)
+def run_supervisor(
+    config: HubConfig,
+    load_config: Callable[[], HubConfig],
+    flags: dict[str, str] | None = None,
+    config_path: str | None = None,
+) -> int:
+    """Bind (or take over the inherited sockets) and supervise until stopped.
+    ``flags`` and ``config_path`` are what an upgrade starts the next master with."""
+    sock = inherited_socket() or bind(config.host, config.port)
+    internal_sock = inherited_socket(INTERNAL_LISTEN_FD_VARIABLE)
+    if internal_sock is None and config.internal_port is not None:
+        internal_sock = bind(config.internal_host or config.host, config.internal_port)
     inherited = [int(p) for p in os.environ.pop(INHERITED_VARIABLE, "").split(",") if p]
-    supervisor = Supervisor(config, load_config, sock, inherited)
+    supervisor = Supervisor(
+        config,
+        load_config,
+        sock,
+        inherited,
+        internal_sock=internal_sock,
+        flags=flags,
+        config_path=config_path,
+    )
     return asyncio.run(supervisor.run())
 
 
-__all__ = ["Supervisor", "WorkerFailed", "WorkerState", "bind", "run_supervisor", "supervised"]
+__all__ = [
+    "Supervisor",
+    "WorkerFailed",
+    "WorkerState",
+    "bind",
+    "inherited_flags",
+    "run_supervisor",
+    "supervised",
+    "upgrade_command",
+]

@@ -10,6 +10,9 @@ named in ``FASTWS_WORKER_FDS`` (``listen,control[,broker]``):
   master keeps for all workers (``broker/local.py``); with Redis the worker
   connects to Redis itself and there is no such link.
 
+With ``internal_port``, ``FASTWS_WORKER_INTERNAL_FD`` names the internal port's
+listening socket, which the workers share the same way.
+
 Control messages (msgpack maps, key ``t`` names the kind):
 
     master -> worker  config {config, slot, dev_secret}   first, exactly once
@@ -48,6 +51,7 @@ from fastws.hub.protocol import codes
 logger = logging.getLogger("fastws.hub")
 
 FDS_VARIABLE = "FASTWS_WORKER_FDS"
+INTERNAL_FD_VARIABLE = "FASTWS_WORKER_INTERNAL_FD"
 SCRAPE_TIMEOUT = 5.0
 
 
@@ -84,8 +88,15 @@ def spread_disconnects(
 class Worker:
     """The hub of this process, steered by the master over the control link."""
 
-    def __init__(self, listen_fd: int, control_fd: int, broker_fd: int | None) -> None:
+    def __init__(
+        self,
+        listen_fd: int,
+        control_fd: int,
+        broker_fd: int | None,
+        internal_fd: int | None = None,
+    ) -> None:
         self.listen_fd = listen_fd
+        self.internal_fd = internal_fd
         self.control_sock = socket.socket(fileno=control_fd)
         self.broker_sock = socket.socket(fileno=broker_fd) if broker_fd is not None else None
         self.control: MessageStream | None = None
@@ -196,7 +207,10 @@ class Worker:
             on_master_lost=lambda: self._give_order(("drain", config.drain_window)),
         )
         sock = socket.socket(fileno=self.listen_fd)
-        hub = Hub(config, broker, sock=sock)
+        internal = None
+        if self.internal_fd is not None and config.internal_port is not None:
+            internal = socket.socket(fileno=self.internal_fd)
+        hub = Hub(config, broker, sock=sock, internal_sock=internal)
         hub.worker = self.slot
         hub.metrics_source = self._scrape
         if dev_secret:
@@ -244,7 +258,13 @@ def main() -> None:
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
     setup_logging("info", "plain", role="worker")
-    worker = Worker(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+    internal = os.environ.pop(INTERNAL_FD_VARIABLE, "")
+    worker = Worker(
+        parts[0],
+        parts[1],
+        parts[2] if len(parts) == 3 else None,
+        int(internal) if internal else None,
+    )
     with contextlib.suppress(ImportError):  # plain asyncio works too, only slower
         import uvloop
 
