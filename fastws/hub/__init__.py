@@ -2,11 +2,12 @@
 messages, JWT auth and an HTTP API, over the protocol in docs/protocol.md.
 
 Modules map to concepts: ``config`` (options), ``auth`` (tokens), ``channels``
-(names and patterns), ``wire`` and ``messages`` (the protocol's encodings and
-shapes), ``codes`` (error and close codes), ``broker`` (the interface) and
-``broker_memory``, ``node`` (registry and fan-out), ``session`` (one
-connection), ``api`` (HTTP API), ``app`` (the server on one port), ``client``
-(a Python client). Names are imported on first use.
+(names and patterns), ``protocol`` and ``messages`` (the protocol's codes,
+encodings and shapes), ``broker`` (the interface and the memory, local and Redis
+brokers), ``node`` (registry and fan-out), ``commands`` (every command, once),
+``session`` (one connection), ``api`` (HTTP API), ``app`` (the server on one
+port), ``process`` (a master and its workers), ``client`` (a Python client).
+Names are imported on first use.
 """
 
 from __future__ import annotations

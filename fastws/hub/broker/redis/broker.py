@@ -183,7 +183,7 @@ class RedisBroker(Broker):
     # -- life cycle ------------------------------------------------------------------
 
     async def start(self, sink: BrokerSink) -> None:
-        """Start a supervisor per server and wait (bounded) for the first connections.
+        """Start every shard connecting and wait (bounded) for their first attempts.
 
         Never fails for Redis being down: the node then starts not ready.
         """
