@@ -1,11 +1,14 @@
-"""Shared fixtures: every codec test runs against both backends."""
+"""Fixtures for every test directory: the codec backends, private Redis servers."""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import pytest
+
+from tests.support.redis import RedisServer
 
 BACKEND_MODULES = {"python": "fastws._codec_py", "cython": "fastws._codec"}
 
@@ -42,3 +45,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def both_codecs() -> tuple[ModuleType, ModuleType]:
     """(reference, compiled) for differential tests."""
     return load_backend("python"), load_backend("cython")
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A started private Redis, killed and removed after the test whatever happens."""
+    server = RedisServer()
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def make_redis() -> Iterator[Callable[..., RedisServer]]:
+    """Make more private Redis servers (started or not); all are cleaned up."""
+    made: list[RedisServer] = []
+
+    def make(start: bool = True, port: int | None = None, *args: str) -> RedisServer:
+        server = RedisServer(port, *args)
+        made.append(server)
+        return server.start() if start else server
+
+    try:
+        yield make
+    finally:
+        for server in made:
+            server.cleanup()

@@ -12,8 +12,8 @@ import pytest
 
 from bench import cases, cli, report, stats
 from bench.registry import SERVERS
+from tests.support.paths import ROOT
 
-REPO = Path(__file__).resolve().parents[2]
 QUICK_SERVERS = ["raw", "picows", "fastws"]
 
 
@@ -23,7 +23,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comp
     done = subprocess.run(
         [sys.executable, "-m", "bench", "run", "--quick", "--servers", *QUICK_SERVERS,
          "--results-dir", str(results)],
-        cwd=REPO,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
@@ -94,7 +94,7 @@ def test_report_rewrites_only_the_generated_section(quick_run, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "bench", "report", "--results", str(out), "--docs", str(docs),
          "--img-dir", str(tmp_path / "img")],
-        cwd=REPO,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,

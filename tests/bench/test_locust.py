@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.hubprocess import HubProcess
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 
 @pytest.fixture
@@ -23,7 +22,7 @@ def echo_url(tmp_path: Path):
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "fastws", "echo", "--host", "127.0.0.1", "--port", "0"],
-        cwd=REPO,
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
@@ -55,7 +54,7 @@ def echo_url(tmp_path: Path):
 def run_locust(user_class: str, host: str, prefix: Path) -> dict[str, dict[str, str]]:
     """10 users for 10 s, headless; the rows of locust's stats CSV by request name."""
     done = subprocess.run(
-        [sys.executable, "-m", "locust", "-f", str(REPO / "bench" / "locustfile.py"), user_class,
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), user_class,
          "--headless", "-u", "10", "-r", "10", "-t", "10s", "--host", host, "--only-summary",
          "--csv", str(prefix)],
         cwd=prefix.parent,

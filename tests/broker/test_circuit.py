@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fastws.hub.broker.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.brokers import Clock
 
 
 def closed_breaker(**options) -> tuple[CircuitBreaker, Clock]:

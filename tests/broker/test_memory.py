@@ -6,19 +6,11 @@ import pytest
 
 from fastws.hub.broker import BrokerUnavailable, ClientInfo, PublishOptions, StreamPosition
 from fastws.hub.broker.memory import MemoryBroker
-from tests.support.brokers import Sink, check_reverse_history
+from tests.support.brokers import Clock, Sink, check_reverse_history
 from tests.support.loops import run_async
 
 HISTORY = PublishOptions(history_size=3, history_ttl=10.0)
 NONE = PublishOptions()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def started(clock: Clock | None = None, **options) -> tuple[MemoryBroker, Sink]:

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 
 from tests.support.hub import HubClient
-from tests.support.hubprocess import dev_token, wait_until
+from tests.support.hubprocess import dev_token
 from tests.support.loops import run_async
-from tests.support.redis import RedisServer, hub_nodes, private_redis
-
-redis_server = private_redis
+from tests.support.polling import until
+from tests.support.redis import RedisServer, hub_nodes
 
 
 async def token_for(node, user: str) -> str:
@@ -189,4 +188,4 @@ async def test_a_killed_node_loses_its_presence_and_its_clients_recover_elsewher
         assert [p["data"] for p in again["publications"]] == [5, 6, 7]
         for client in (back, watcher):
             await client.close()
-        wait_until(lambda: a.process.poll() is not None, 5, "node A dead")
+        await until(lambda: a.process.poll() is not None, "node A dead", timeout=5)

@@ -10,12 +10,10 @@ import time
 
 from fastws.hub.client import Client
 from tests.support.hub import HubClient
-from tests.support.hubprocess import HubProcess, dev_token, wait_until
+from tests.support.hubprocess import HubProcess, dev_token
 from tests.support.loops import run_async
-from tests.support.redis import RedisServer, hub_nodes, private_redis, redis_maker
-
-redis_server = private_redis
-make_redis = redis_maker
+from tests.support.polling import until
+from tests.support.redis import RedisServer, hub_nodes
 
 FAST_RETRY = ("--broker-cooldown", "0.2", "--broker-cooldown-max", "1")
 
@@ -81,7 +79,7 @@ async def test_a_lost_pubsub_connection_is_resynced_without_client_action(
         redis_server.command("CLIENT", "KILL", "ID", pubsub_client_id(redis_server, b))
         for i in range(5, 15):  # B is not subscribed in Redis while its circuit is open
             assert (await publish(a, "stream:cut", i))[0] == 200
-        await asyncio.to_thread(wait_until, lambda: b.broker_status()["trips"] == 1, 10, "B trips")
+        await until(lambda: asyncio.to_thread(lambda: b.broker_status()["trips"] == 1), "B trips")
         await asyncio.to_thread(b.wait_ready)
         for i in range(15, 20):
             assert (await publish(a, "stream:cut", i))[0] == 200
@@ -125,9 +123,9 @@ async def test_redis_killed_and_restarted_under_load(redis_server: RedisServer) 
 
         load = asyncio.create_task(asyncio.to_thread(steady_load))
         try:
-            await wait_for(lambda: len(received) >= 20, "publications before the kill")
+            await until(lambda: len(received) >= 20, "publications before the kill", timeout=30)
             redis.kill()
-            await wait_for(lambda: any(status == 503 for _, (status, _) in acks[-5:]), "503s")
+            await until(lambda: any(status == 503 for _, (status, _) in acks[-5:]), "503s", timeout=30)
             for node in (a, b):
                 assert node.probe("/health") == (200, "ok")
                 status, body = await asyncio.to_thread(ready_state, node)
@@ -141,12 +139,13 @@ async def test_redis_killed_and_restarted_under_load(redis_server: RedisServer) 
             await asyncio.to_thread(redis.start)
             for node in (a, b):
                 await asyncio.to_thread(node.wait_ready)
-            await wait_for(
+            await until(
                 lambda: sub.epoch != first_epoch and len(received) > 0 and resyncs,
                 "the subscriber back on the new stream",
+                timeout=30,
             )
             count = len(received)
-            await wait_for(lambda: len(received) >= count + 10, "publications after recovery")
+            await until(lambda: len(received) >= count + 10, "publications after recovery", timeout=30)
         finally:
             stop.set()
             await load
@@ -189,7 +188,7 @@ async def test_local_delivery_during_an_outage_changes_the_epoch(redis_server: R
         await client.pushes_of("pub", 1)
 
         redis.kill()
-        await wait_for(lambda: node.broker_status()["circuit"] != "closed", "circuit open")
+        await until(lambda: node.broker_status()["circuit"] != "closed", "circuit open", timeout=30)
         status, reply = await publish(node, "stream:local", "during")
         assert status == 200 and reply["result"]["epoch"].startswith("local-")
         # The epoch changed under the subscriber: it is closed to resubscribe (4010).
@@ -210,12 +209,3 @@ async def test_local_delivery_during_an_outage_changes_the_epoch(redis_server: R
         assert reply["result"]["epoch"] != epoch
         assert (await again.closed())[0] == 4010  # and again when Redis is back
         await client.close()
-
-
-async def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
-    """Poll ``predicate`` (the loop keeps running) until true, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {what}")
-        await asyncio.sleep(0.02)

@@ -34,9 +34,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.conformance.processes import REPO_ROOT, free_port, stop_process, wait_for_port
+from tests.conformance.processes import stop_process, wait_for_port
+from tests.support.net import free_port
+from tests.support.paths import ROOT, TEST_OUTPUT
 
-AUTOBAHN_HOME = REPO_ROOT / ".autobahn"
+AUTOBAHN_HOME = ROOT / ".autobahn"
 TOOLS_VENV = AUTOBAHN_HOME / "tools"
 VENV = AUTOBAHN_HOME / "venv"
 VENV_PYTHON = VENV / "bin" / "python"
@@ -46,7 +48,7 @@ WSTEST_LAUNCHER = Path(__file__).with_name("wstest_loopback.py")
 ALLOWLIST = Path(__file__).with_name("autobahn-non-strict.toml")
 AUTOBAHN_VERSION = "25.10.1"  # keep in step with requirements-autobahn.txt
 VIRTUALENV_REQUIREMENT = "virtualenv<20.22"  # the last releases that still make 2.7 envs
-DEFAULT_OUTPUT = REPO_ROOT / "test-output" / "autobahn"
+DEFAULT_OUTPUT = TEST_OUTPUT / "autobahn"
 
 BEHAVIORS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED", "MISSING")
 """Autobahn's verdicts, best first; MISSING marks a case that never got a verdict."""

@@ -18,20 +18,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.net import free_port
+from tests.support.paths import ROOT
+
 BACKENDS = ("cython", "python")
 ECHO_SERVER = ["-m", "fastws", "echo"]
 
 
 class StartError(RuntimeError):
     """A process that a test needs did not come up."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(
@@ -82,7 +77,7 @@ def active_backend(backend: str) -> str:
     probe = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", "import fastws.codec; print(fastws.codec.BACKEND)"],
         env=backend_environment(backend),
-        cwd=REPO_ROOT,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
@@ -116,7 +111,7 @@ def echo_server(
         process = subprocess.Popen(
             [*command, *extra_args],
             env=backend_environment(backend),
-            cwd=REPO_ROOT,
+            cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

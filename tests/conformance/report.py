@@ -19,13 +19,13 @@ from tests.conformance.autobahn import (
     BEHAVIORS,
     CATEGORIES,
     DEFAULT_OUTPUT,
-    REPO_ROOT,
     case_key,
     load_allowlist,
 )
+from tests.support.paths import DOCS
 
 RUNS = [("server", "cython"), ("server", "python"), ("client", "cython"), ("client", "python")]
-DOCUMENT = REPO_ROOT / "docs" / "conformance.md"
+DOCUMENT = DOCS / "conformance.md"
 
 INTRO = """\
 # Conformance

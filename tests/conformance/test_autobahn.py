@@ -20,13 +20,13 @@ import pytest
 from tests.conformance import autobahn
 from tests.conformance.processes import (
     BACKENDS,
-    REPO_ROOT,
     backend_environment,
     echo_server,
-    free_port,
     require_backend,
     stop_process,
 )
+from tests.support.net import free_port
+from tests.support.paths import ROOT
 
 CLIENT_RUNNER = ["-m", "tests.conformance.autobahn_client"]
 RUN_TIMEOUT = 2400.0  # seconds for one whole run; the slowest measured here is far below
@@ -91,7 +91,7 @@ def test_client_passes_autobahn(backend: str, stream: Callable[[str], None]) -> 
         client = subprocess.Popen(
             [sys.executable, *CLIENT_RUNNER, "--port", str(port)],
             env=backend_environment(backend),
-            cwd=REPO_ROOT,
+            cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -29,8 +29,10 @@ from fastws.hub.client import (
     may_reconnect,
 )
 from fastws.hub.protocol import codes
-from tests.support.hubprocess import HubProcess, dev_token, free_port, token_source
+from tests.support.hubprocess import HubProcess, dev_token, token_source
 from tests.support.loops import run_async
+from tests.support.net import free_port
+from tests.support.polling import until
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +43,6 @@ def hub():
 
 def url(port: int) -> str:
     return f"ws://127.0.0.1:{port}/connection"
-
-
-async def until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``predicate`` every 20 ms for at most ``timeout`` seconds."""
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 async def take(sub, count: int, timeout: float = 10.0) -> list[ReceivedPublication]:
@@ -203,7 +196,7 @@ async def test_callbacks_run_in_order_and_may_await_commands(hub) -> None:
         async with asyncio.timeout(10):
             await echoed.wait()
         await sub_bob.unsubscribe()
-        await until(lambda: ("leave", "bob") in events, what="leave push")
+        await until(lambda: ("leave", "bob") in events, "leave push")
     assert events == [
         ("join", "ann"),
         ("join", "bob"),
@@ -272,11 +265,11 @@ async def test_cut_socket_resubscribes_and_recovers_exactly_the_missed(hub) -> N
         assert [p.data for p in await take(sub, 1)] == ["before"]
 
         bob.drop()
-        await until(lambda: calls == 2, what="a reconnect attempt")
+        await until(lambda: calls == 2, "a reconnect attempt")
         assert bob.state == "connecting"
         missed = [await ann.publish(channel, f"missed {i}") for i in range(5)]
         gate.set()
-        await until(lambda: bob.state == "connected", what="reconnect")
+        await until(lambda: bob.state == "connected", "reconnect")
         await ann.publish(channel, "live")
 
         pubs = await take(sub, 6)
@@ -338,14 +331,17 @@ async def test_hub_killed_and_restarted_on_the_same_port() -> None:
             epoch = sub.epoch
 
             hub.kill()
-            await until(lambda: len(windows.windows) >= 5, what="five reconnect attempts")
+            await until(lambda: len(windows.windows) >= 5, "five reconnect attempts")
             assert bob.state in ("connecting", "disconnected")
             # Full jitter over a window that doubles per attempt: 0.5, 1, 2, 4, 8 ...
             assert windows.windows[:5] == [0.5, 1, 2, 4, 8]
             await hub.start_async()
 
-            await until(lambda: bob.state == "connected" and sub.recovered is not None,
-                        timeout=30, what="reconnect after the restart")
+            await until(
+                lambda: bob.state == "connected" and sub.recovered is not None,
+                "reconnect after the restart",
+                timeout=30,
+            )
             assert sub.recovered is False and resynced == [sub] and sub.resyncs == 1
             assert sub.epoch != epoch  # the restarted hub's memory is a new stream
             assert disconnects == [(1006, True)]
@@ -367,7 +363,7 @@ async def test_a_refused_token_on_reconnect_stops_reconnecting(hub) -> None:
     async with Client(url(hub.port), token=token, backoff_base=0.01) as client:
         sub = await client.subscribe("chat:revoked")
         client.drop()
-        await until(lambda: client.state == "disconnected" and calls == 2, what="giving up")
+        await until(lambda: client.state == "disconnected" and calls == 2, "giving up")
         await asyncio.sleep(0.3)  # time for many retries, were there any
         assert calls == 2
         with pytest.raises(HubError) as info:
@@ -436,10 +432,13 @@ async def test_close_codes_decide_reconnecting(code: int, reconnects: bool) -> N
         await client.connect()
         sub = await client.subscribe("chat:x")
         if reconnects:
-            await until(lambda: client.state == "connected" and len(scripted.connections) == 2)
+            await until(
+                lambda: client.state == "connected" and len(scripted.connections) == 2,
+                "the reconnect",
+            )
             assert seen == [(code, "scripted", True)]
         else:
-            await until(lambda: client.state == "disconnected", what="the close")
+            await until(lambda: client.state == "disconnected", "the close")
             await asyncio.sleep(0.2)  # many backoff windows of 10 ms
             assert len(scripted.connections) == 1 and seen == [(code, "scripted", False)]
             assert client.close_code == code
@@ -462,7 +461,7 @@ async def test_a_disconnect_push_decides_over_the_close_frame() -> None:
     scripted = ScriptedHub(push_then_close)
     async with scripted.serve() as server:
         async with Client(f"ws://127.0.0.1:{server.port}/", backoff_base=0.01) as client:
-            await until(lambda: client.state == "disconnected")
+            await until(lambda: client.state == "disconnected", "the close")
             await asyncio.sleep(0.1)
             assert len(scripted.connections) == 1
             assert (client.close_code, client.close_reason) == (4503, "bye")
@@ -480,7 +479,7 @@ async def test_unanswered_pings_mean_a_dead_hub() -> None:
             backoff_base=0.01,
             on_disconnect=lambda *args: disconnects.append(args[0]),
         ) as client:
-            await until(lambda: len(scripted.connections) >= 2, what="a reconnect")
+            await until(lambda: len(scripted.connections) >= 2, "a reconnect")
             assert disconnects[0] == 1006  # the client dropped the silent connection
             assert client.reconnects >= 1
 
@@ -543,7 +542,7 @@ async def test_disconnect_by_the_api_is_final(hub) -> None:
             hub.api, "/api/v1/disconnect", {"user": "mallory", "reason": "banned"}
         )
         assert status == 200, body
-        await until(lambda: client.state == "disconnected", what="the disconnect")
+        await until(lambda: client.state == "disconnected", "the disconnect")
         await asyncio.sleep(0.2)
         assert seen == [(4503, "banned", False)] and client.reconnects == 0
         with pytest.raises(Disconnected) as info:

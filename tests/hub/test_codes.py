@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from fastws.hub.protocol import codes
+from tests.support.paths import DOCS
 
-PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+PROTOCOL = DOCS / "protocol.md"
 
 
 def table_rows(heading: str) -> list[list[str]]:

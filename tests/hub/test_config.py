@@ -15,6 +15,7 @@ from fastws.hub.config import (
     check_file,
     load_config,
 )
+from tests.support.paths import DOCS
 
 
 def write(tmp_path, text: str) -> str:
@@ -144,9 +145,8 @@ def test_check_config_command(tmp_path) -> None:
 
 
 def test_every_option_is_documented() -> None:
-    from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[2] / "docs" / "hub.md").read_text()
+    text = (DOCS / "hub.md").read_text()
     for name in HubConfig.__dataclass_fields__:
         assert f"| `{name}` |" in text, name
 

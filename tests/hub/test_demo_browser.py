@@ -12,14 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hubprocess import ROOT, HubProcess
-from tests.support.redis import private_redis
+from tests.support.hubprocess import HubProcess
+from tests.support.paths import TEST_OUTPUT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SCREENSHOT = ROOT / "test-output" / "demo.png"
-
-redis_server = private_redis
+SCREENSHOT = TEST_OUTPUT / "demo.png"
 
 
 def require_browser():

@@ -18,6 +18,7 @@ from fastws.hub.metrics import (
 from tests.support.hub import HubClient, running_hub
 from tests.support.loops import run_async
 from tests.support.ops import metric, parse_metrics
+from tests.support.paths import DOCS
 
 
 def test_histogram_counts_each_value_in_its_bucket() -> None:
@@ -127,14 +128,12 @@ async def test_a_hub_counts_what_it_does_and_drops_slow_consumers_visibly() -> N
 
 def test_the_dashboard_and_the_operations_guide_name_only_real_metrics() -> None:
     import re
-    from pathlib import Path
 
     from fastws.hub.metrics import METRICS
 
-    docs = Path(__file__).resolve().parents[2] / "docs"
-    dashboard = (docs / "grafana-dashboard.json").read_text()
+    dashboard = (DOCS / "grafana-dashboard.json").read_text()
     orjson.loads(dashboard)
     used = {re.sub(r"_(bucket|sum|count)$", "", n) for n in re.findall(r"fastws_[a-z_]+", dashboard)}
     assert used <= set(METRICS), used - set(METRICS)
-    guide = (docs / "operations.md").read_text()
+    guide = (DOCS / "operations.md").read_text()
     assert [name for name in METRICS if f"`{name}`" not in guide] == []

@@ -13,24 +13,14 @@ from fastws.hub.client import Client
 from tests.support.hubprocess import HubProcess, http
 from tests.support.loops import run_async
 from tests.support.nginx import Nginx
-from tests.support.redis import RedisServer, hub_nodes, private_redis
-
-redis_server = private_redis
+from tests.support.polling import until
+from tests.support.redis import RedisServer, hub_nodes
 
 
 def connections(node: HubProcess) -> int:
     status, body = node.api_get("/api/v1/info")
     assert status == 200, body
     return body["result"]["connections"]
-
-
-async def wait_for(predicate, what: str, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await asyncio.to_thread(predicate):
-        if loop.time() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 @run_async(loops=("uvloop",), timeout=120)
@@ -58,7 +48,7 @@ async def test_a_client_behind_nginx_survives_its_node_stopping(redis_server: Re
 
             for i in range(10):
                 await asyncio.to_thread(publish_through_nginx, i)
-            await wait_for(lambda: len(received) == 10, "10 publications")
+            await until(lambda: len(received) == 10, "10 publications", timeout=20)
             counts = [await asyncio.to_thread(connections, node) for node in nodes]
             assert sorted(counts) == [0, 1]
             serving, other = (nodes[0], nodes[1]) if counts[0] else (nodes[1], nodes[0])
@@ -69,8 +59,12 @@ async def test_a_client_behind_nginx_survives_its_node_stopping(redis_server: Re
                     other.api, "/api/v1/publish", {"channel": "stream:lb", "data": i}
                 )
                 assert status == 200, reply
-            await wait_for(lambda: len(received) == 20, "20 publications")
-            await wait_for(lambda: connections(other) == 1, "the client on the other node")
+            await until(lambda: len(received) == 20, "20 publications", timeout=20)
+            await until(
+                lambda: asyncio.to_thread(lambda: connections(other) == 1),
+                "the client on the other node",
+                timeout=20,
+            )
             assert client.reconnects >= 1
             assert [p.offset for p in received] == list(range(1, 21))
             assert [p.data for p in received] == list(range(20))

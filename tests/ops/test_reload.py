@@ -13,6 +13,7 @@ from fastws.hub import Client
 from tests.support.hub import http
 from tests.support.loops import run_async
 from tests.support.ops import RunningHub
+from tests.support.polling import until
 
 CHANNEL = "load:main"
 CONFIG = """
@@ -91,15 +92,6 @@ class Load:
                 await ws.close()
 
 
-async def until(predicate, timeout: float, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"not true within {timeout} s: {what}") from None
-
-
 @run_async(loops=("uvloop",), timeout=120)
 async def test_sighup_reload_under_load_loses_nothing(tmp_path: Path) -> None:
     config = tmp_path / "hub.toml"
@@ -118,7 +110,7 @@ async def test_sighup_reload_under_load_loses_nothing(tmp_path: Path) -> None:
         load = Load(hub)
         try:
             load.start()
-            await until(lambda: len(load.acked) >= 50, 20, "publications before the reload")
+            await until(lambda: len(load.acked) >= 50, "publications before the reload", 20)
             old_workers = hub.workers()
             status, _ = await hub.api("GET", "/api/presence?channel=extra:a")
             assert status == 422  # presence is not enabled for extra:* yet
@@ -126,15 +118,15 @@ async def test_sighup_reload_under_load_loses_nothing(tmp_path: Path) -> None:
             hub.send(signal.SIGHUP)
             await hub.wait_log("reload done")
             await hub.wait_log("drained", count=len(old_workers))
-            await until(lambda: not set(old_workers) & set(hub.workers()), 20, "old workers gone")
+            await until(lambda: not set(old_workers) & set(hub.workers()), "old workers gone", 20)
             published = len(load.acked)
-            await until(lambda: len(load.acked) >= published + 50, 20, "publications after")
+            await until(lambda: len(load.acked) >= published + 50, "publications after", 20)
             await load.stop()
             last = max(load.acked)
             await until(
                 lambda: all(box and box[-1].offset >= last for box in inboxes),
-                20,
                 "every subscriber caught up",
+                20,
             )
             assert load.failures == []
             assert load.handshakes > 20
@@ -201,8 +193,8 @@ async def upgrade_under_probes(hub: RunningHub, client: Client) -> None:
         await hub.wait_log("drained", count=len(old_workers))
         await until(
             lambda: not any(Path(f"/proc/{p}").exists() for p in old_workers),
-            20,
             "old workers reaped",
+            20,
         )
         await asyncio.sleep(0.5)
     finally:
@@ -233,7 +225,7 @@ async def test_a_bad_reload_leaves_the_old_workers_serving(tmp_path: Path) -> No
         config.write_text(f'certfile = "{bad}"\n' + CONFIG)  # valid, but workers cannot start
         hub.send(signal.SIGHUP)
         await hub.wait_log("reload abandoned, a new worker failed: certfile: cannot load")
-        await until(lambda: hub.workers() == workers, 20, "only the old workers remain")
+        await until(lambda: hub.workers() == workers, "only the old workers remain", 20)
         status, _, body = await http(hub.port, "GET", "/health")
         assert (status, body) == (200, b"ok")
         samples = await hub.metrics()

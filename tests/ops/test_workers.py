@@ -9,9 +9,7 @@ import signal
 from fastws.hub import Client
 from tests.support.loops import run_async
 from tests.support.ops import RunningHub, metric
-from tests.support.redis import private_redis
-
-redis_server = private_redis  # a fixture: a private redis-server for one test
+from tests.support.polling import until
 
 CHANNEL = "chat:ops"  # the default chat:* options: history 100 for 300 s, presence, join/leave
 
@@ -39,15 +37,6 @@ async def collect(client: Client, channel: str) -> list:
     return received
 
 
-async def until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not true within {timeout} s: {what}") from None
-
-
 @run_async(loops=("uvloop",), timeout=90)
 async def test_clients_on_different_workers_share_channels_users_presence_and_history() -> None:
     async with RunningHub("--workers", "2") as hub:
@@ -59,7 +48,7 @@ async def test_clients_on_different_workers_share_channels_users_presence_and_hi
             # Publications: every subscriber, whichever worker, gets each one in order.
             for i in range(5):
                 await named[i % len(named)].publish(CHANNEL, {"n": i})
-            await until(lambda: all(len(box) == 5 for box in inboxes), what="5 publications each")
+            await until(lambda: all(len(box) == 5 for box in inboxes), "5 publications each")
             for box in inboxes:
                 assert [p.data["n"] for p in box] == list(range(5))
                 assert [p.offset for p in box] == list(range(box[0].offset, box[0].offset + 5))
@@ -80,7 +69,7 @@ async def test_clients_on_different_workers_share_channels_users_presence_and_hi
             victim.drop()
             for i in range(5, 10):
                 await named[0].publish(CHANNEL, {"n": i})
-            await until(lambda: len(box) == 10, what="the dropped client recovers")
+            await until(lambda: len(box) == 10, "the dropped client recovers")
             assert [p.data["n"] for p in box] == list(range(10))
             assert any(p.recovered for p in box[5:]) or victim.reconnects == 0
             assert victim.subscriptions[CHANNEL].resyncs == 0
@@ -139,7 +128,7 @@ async def test_with_redis_workers_use_it_and_an_upgrade_loses_nothing(redis_serv
         try:
             inboxes = [await collect(c, CHANNEL) for c in clients[:4]]
             first = await clients[0].publish(CHANNEL, "before")
-            await until(lambda: all(len(box) == 1 for box in inboxes), what="first publication")
+            await until(lambda: all(len(box) == 1 for box in inboxes), "first publication")
             samples = await hub.metrics()
             assert metric(samples, "fastws_broker_up", worker="0") == 1
             assert ("fastws_broker_up", (("worker", "master"),)) not in samples  # no broker there
@@ -147,7 +136,7 @@ async def test_with_redis_workers_use_it_and_an_upgrade_loses_nothing(redis_serv
             await hub.wait_listening(2)
             await hub.wait_log("drained", count=2)
             assert await clients[1].publish(CHANNEL, "after") == first + 1  # the same stream
-            await until(lambda: all(len(box) == 2 for box in inboxes), what="second publication")
+            await until(lambda: all(len(box) == 2 for box in inboxes), "second publication")
             for client, box in zip(clients, inboxes, strict=False):
                 assert [p.data for p in box] == ["before", "after"]
                 assert client.subscriptions[CHANNEL].resyncs == 0

@@ -22,12 +22,13 @@ import aiohttp
 import pytest
 from websockets.asyncio.client import connect as websockets_connect
 
-from tests.conformance.processes import BACKENDS, REPO_ROOT, echo_server, require_backend
+from tests.conformance.processes import BACKENDS, echo_server, require_backend
+from tests.support.paths import ROOT, TEST_OUTPUT
 
-OUTPUT = REPO_ROOT / "test-output" / "interop"
+OUTPUT = TEST_OUTPUT / "interop"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-PAGE = Path(__file__).parents[1] / "conformance" / "chromium_echo.html"
+PAGE = ROOT / "tests" / "conformance" / "chromium_echo.html"
 
 MESSAGES: dict[str, str | bytes] = {
     "text": "fastws h\u00e9llo \u2713 \U0001f600",

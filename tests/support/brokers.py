@@ -1,13 +1,14 @@
 """Broker test helpers: a recording sink (what a broker delivered, in order, as plain
-tuples) and checks every broker must pass the same way."""
+tuples), a clock moved by hand, and checks every broker must pass the same way."""
 
 from __future__ import annotations
 
 from fastws.hub.broker import Broker, PublishOptions, StreamPosition
+from tests.support.polling import until
 
 
 class Sink:
-    """Records what a broker delivers."""
+    """Records what a broker delivers, in order, as plain tuples."""
 
     def __init__(self) -> None:
         self.events: list[tuple] = []
@@ -26,6 +27,21 @@ class Sink:
 
     def on_disconnect_user(self, user, code, reason):
         self.events.append(("disconnect", user, code, reason))
+
+    async def wait(self, count: int, timeout: float = 5.0) -> list[tuple]:
+        """The events once at least ``count`` have arrived."""
+        await until(lambda: len(self.events) >= count, f"{count} broker events", timeout, 0.005)
+        return self.events
+
+
+class Clock:
+    """A time source that moves only when a test sets ``now``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 async def check_reverse_history(broker: Broker, channel: str) -> None:

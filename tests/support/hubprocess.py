@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,15 +20,10 @@ import urllib.request
 from pathlib import Path
 
 from tests.support.leaks import record, secret
+from tests.support.net import free_port
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 API_KEY = secret("test-api-key")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http(

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hubprocess import ROOT, free_port
+from tests.support.net import free_port
+from tests.support.paths import DOCS
 
 INSTALL_HINT = "apt-get install -y nginx (or scripts/install-test-deps.sh)"
-EXAMPLE = ROOT / "docs" / "nginx.conf"
+EXAMPLE = DOCS / "nginx.conf"
 
 
 def nginx_binary() -> str:

@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.hub import http
 from tests.support.leaks import record, secret
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 LISTENING = re.compile(r"listening on https?://127\.0\.0\.1:(\d+)/")
 API_KEY = secret("ops-test-key")
 

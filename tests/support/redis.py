@@ -17,14 +17,15 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.support.hubprocess import HubProcess, free_port
+from tests.support.hubprocess import HubProcess
 from tests.support.leaks import record
+from tests.support.net import free_port
 
 INSTALL_HINT = "apt-get install -y redis-server (or scripts/install-test-deps.sh)"
 
@@ -110,33 +111,6 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    """A started private Redis, killed and removed after the test whatever happens."""
-    server = RedisServer()
-    try:
-        yield server.start()
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture
-def redis_maker() -> Iterator:
-    """Make more private Redis servers (started or not); all are cleaned up."""
-    made: list[RedisServer] = []
-
-    def make(start: bool = True, port: int | None = None, *args: str) -> RedisServer:
-        server = RedisServer(port, *args)
-        made.append(server)
-        return server.start() if start else server
-
-    try:
-        yield make
-    finally:
-        for server in made:
-            server.cleanup()
-
-
 CHANNELS_TOML = """
 [[channels]]
 pattern = "room:*"
@@ -183,7 +157,5 @@ __all__ = [
     "INSTALL_HINT",
     "RedisServer",
     "hub_nodes",
-    "private_redis",
     "redis_command",
-    "redis_maker",
 ]
