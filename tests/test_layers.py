@@ -33,7 +33,7 @@ class Layer:
 
 ENGINE = (
     Layer("codec", ("fastws._codec", "fastws._codec_py", "fastws.codec", "fastws.buffers",
-                    "fastws.closecodes", "fastws.errors")),
+                    "fastws.closecodes", "fastws.faults", "fastws.errors")),
     Layer("connection", ("fastws.connection", "fastws.handshake", "fastws.deflate")),
     Layer("glue", ("fastws.protocol",)),
     Layer("server and client", ("fastws.server", "fastws.client", "fastws")),
