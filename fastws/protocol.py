@@ -258,7 +258,6 @@ class WebSocket(asyncio.BufferedProtocol):
             except Exception:
                 self._internal_error("on_connect")
         else:
-            self._queue = deque()
             conn.on_message = self._enqueue
         if leftover:
             self._in_read = True
@@ -289,6 +288,8 @@ class WebSocket(asyncio.BufferedProtocol):
     def _enqueue(self, opcode: int, payload: memoryview) -> None:
         message = str(payload, "utf-8") if opcode == OP_TEXT else bytes(payload)
         queue = self._queue
+        if queue is None:  # made on the first message: an idle connection holds none
+            queue = self._queue = deque()
         queue.append(message)
         waiter = self._waiter
         if waiter is not None:
@@ -303,14 +304,14 @@ class WebSocket(asyncio.BufferedProtocol):
 
         Raises ConnectionClosed once the connection is closed and drained.
         """
-        queue = self._queue
-        if queue is None:
+        if self.listener is not None:
             raise RuntimeError("recv() is not available with a Listener; use on_message")
-        while not queue:
+        while not self._queue:
             if self.conn.state == CLOSED:
                 raise self.conn.closed_error()
             waiter = self._waiter = self.loop.create_future()
             await waiter
+        queue = self._queue
         message = queue.popleft()
         if self._read_holds & _HOLD_QUEUE and len(queue) <= self.options.max_queue // 4:
             self._release_reading(_HOLD_QUEUE)
@@ -321,10 +322,18 @@ class WebSocket(asyncio.BufferedProtocol):
 
     async def __anext__(self) -> str | bytes:
         """Messages until the peer closes; an error close raises ConnectionClosedError."""
-        try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
+        queue = self._queue
+        if not queue:
+            try:
+                return await self.recv()
+            except ConnectionClosedOK:
+                raise StopAsyncIteration from None
+        # A message is already queued (the common case under load): take it
+        # here, without the step into recv().
+        message = queue.popleft()
+        if self._read_holds & _HOLD_QUEUE and len(queue) <= self.options.max_queue // 4:
+            self._release_reading(_HOLD_QUEUE)
+        return message
 
     # -- outgoing messages -------------------------------------------------------
 
