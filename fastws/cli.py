@@ -104,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _echo_parser(sub)
     check = sub.add_parser(
-        "check-config", help="validate a TOML configuration file (exit status 0 or 1)"
+        "check-config",
+        help="validate a TOML configuration file, with the FASTWS_* variables on top "
+        "(exit status 0 or 1)",
     )
     check.add_argument("file", help="the TOML file")
     _token_parsers(sub)
@@ -141,7 +143,7 @@ def _check_config(path: str) -> int:
     from fastws.hub.config import ConfigError, check_file
 
     try:
-        check_file(path)
+        check_file(path, os.environ)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -473,6 +473,8 @@ def _check_type(kind: str, value: Any, where: str) -> Any:
         expected = "an array of strings"
     else:
         raise AssertionError(kind)
+    if kind == "secret":  # the value itself is not repeated
+        raise ConfigError(f"{where}: expected {expected}, got {type(value).__name__}")
     return _type_error(where, expected, value)
 
 
@@ -611,10 +613,11 @@ def config_from_values(values: dict[str, Any]) -> HubConfig:
     return replace(HubConfig(), **values).validate()
 
 
-def check_file(path: str) -> HubConfig:
-    """Validate a TOML file on its own (``python -m fastws check-config FILE``)."""
+def check_file(path: str, environ: Mapping[str, str] | None = None) -> HubConfig:
+    """Validate a TOML file (``python -m fastws check-config FILE``), with the ``FASTWS_*``
+    variables of ``environ`` on top when given: a key may come from either."""
     try:
-        return config_from_values(read_toml(path))
+        return load_config({}, environ or {}, path)
     except ConfigError as exc:
         message = str(exc)
         raise ConfigError(message if message.startswith(path) else f"{path}: {message}") from None

@@ -209,6 +209,11 @@ def test_internal_port_is_checked() -> None:
             load_config(flags, OPEN)
 
 
+def test_a_secret_of_the_wrong_type_is_not_repeated(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="jwt_secret: expected a string, got int$"):
+        check_file(write(tmp_path, "jwt_secret = 123456789\n"))
+
+
 def test_broker_errors_hide_the_password() -> None:
     for broker in ("kafka://:hunter2@h", "redis://:hunter2@h:x/0", "redis://:hunter2@h/abc"):
         with pytest.raises(ConfigError) as caught:

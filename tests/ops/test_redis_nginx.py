@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+import fastws
 from fastws.hub.client import Client
 from tests.support.hubprocess import HubProcess, http
 from tests.support.loops import run_async
@@ -70,6 +73,13 @@ async def test_a_client_behind_nginx_survives_its_node_stopping(redis_server: Re
             assert [p.data for p in received] == list(range(20))
             assert sub.recovered is True and resyncs == []
             await client.close()
+            # nginx forwards the browser's Host, so a page of its own address may connect.
+            url = f"ws://127.0.0.1:{nginx.port}/connection"
+            async with fastws.connect(url, origin=f"http://127.0.0.1:{nginx.port}"):
+                pass
+            with pytest.raises(fastws.HandshakeError) as refused:
+                await fastws.connect(url, origin="https://elsewhere.example")
+            assert refused.value.status == 403
         except BaseException:
             print(f"--- nginx ---\n{nginx.log()}")
             raise
