@@ -1,10 +1,12 @@
 // The client against a real `python -m fastws`, over both encodings.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, test } from "node:test";
 import WebSocket from "ws";
 import { Client, Disconnected, HubError } from "../dist/index.js";
-import { newClient, next, PROTOCOLS, until } from "./support/clients.mjs";
+import { disconnectAll, newClient, next, PROTOCOLS, until } from "./support/clients.mjs";
 import { Hub, makeToken } from "./support/processes.mjs";
+
+afterEach(disconnectAll);
 
 let hub;
 before(async () => {

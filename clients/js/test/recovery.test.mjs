@@ -2,9 +2,11 @@
 // subscriber gets every publication once and in order (recovered); with the memory broker
 // the stream is new and the subscriber is told (recovered: false).
 import assert from "node:assert/strict";
-import { test } from "node:test";
-import { newClient, next, PROTOCOLS, sleep, until } from "./support/clients.mjs";
+import { afterEach, test } from "node:test";
+import { disconnectAll, newClient, next, PROTOCOLS, sleep, until } from "./support/clients.mjs";
 import { Hub, makeToken, Redis } from "./support/processes.mjs";
+
+afterEach(disconnectAll);
 
 const FAST_RECONNECT = { minReconnectDelay: 100, maxReconnectDelay: 1000 };
 

@@ -4,9 +4,19 @@ import { makeToken } from "./processes.mjs";
 
 export const PROTOCOLS = ["json", "msgpack"];
 
+const made = new Set();
+
 /** A client of `hub` for `user` (Node 20 has no global WebSocket: the ws package). */
 export function newClient(hub, user, options = {}) {
-  return new Client(hub.url, { websocket: WebSocket, getToken: () => makeToken(user), ...options });
+  const client = new Client(hub.url, { websocket: WebSocket, getToken: () => makeToken(user), ...options });
+  made.add(client);
+  return client;
+}
+
+/** Disconnect every client made here, so that a failed test does not keep the process alive. */
+export function disconnectAll() {
+  for (const client of made) client.disconnect();
+  made.clear();
 }
 
 /** Resolves with the first `event` of `emitter` that satisfies `predicate`. */
