@@ -72,3 +72,12 @@ def make_redis() -> Iterator[Callable[..., RedisServer]]:
     finally:
         for server in made:
             server.cleanup()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--autobahn-full",
+        action="store_true",
+        help="run all Autobahn cases with the pure-Python codec too, not only those that "
+        "exercise the codec (make conformance)",
+    )

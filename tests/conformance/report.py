@@ -3,9 +3,11 @@
     python -m tests.conformance.report [--output docs/conformance.md]
 
 tests/conformance/test_autobahn.py leaves one summary.json per run in
-test-output/autobahn/<side>-<backend>/; this turns the four of them (server and
-client, cython and python codecs) into tables, and adds the reason for every
-NON-STRICT verdict from tests/conformance/autobahn-non-strict.toml.
+test-output/autobahn/<side>-<backend>/; this turns the four full runs of
+``make conformance`` (server and client, cython and python codecs) into tables, and
+adds the reason for every NON-STRICT verdict from
+tests/conformance/autobahn-non-strict.toml. The hand-written section on the time of
+``make test`` is kept as it is.
 """
 
 from __future__ import annotations
@@ -42,23 +44,38 @@ compression.
   (`tests/conformance/autobahn_client.py`; `--api iterator` echoes from `async for`
   instead).
 
-Both run once with the compiled (Cython) codec and once with the pure-Python codec
-(`FASTWS_PURE=1`). A run passes when no case is FAILED or UNIMPLEMENTED and every
-NON-STRICT case is listed, with its reason, in `tests/conformance/autobahn-non-strict.toml`.
-NON-STRICT means the behaviour conforms but is not what the suite prefers (for
-example, failing a connection at the end of a frame rather than at the first
-offending byte); INFORMATIONAL cases have no right answer and are only recorded.
+Each side runs with the compiled (Cython) codec and with the pure-Python codec
+(`FASTWS_PURE=1`). A run passes when no case is FAILED, MISSING or UNIMPLEMENTED and
+every NON-STRICT case is listed, with its reason, in
+`tests/conformance/autobahn-non-strict.toml`. NON-STRICT means the behaviour conforms
+but is not what the suite prefers (for example, failing a connection at the end of a
+frame rather than at the first offending byte); INFORMATIONAL cases have no right
+answer and are only recorded. wstest compares the echoes of its compression cases (12
+and 13) with what it sent byte for byte, not by SHA-1 as it does unpatched
+(`tests/conformance/wstest_loopback.py`).
+
+- **`make test`** runs every case with the compiled codec and, with the pure-Python
+  codec, the cases that exercise a codec (`CODEC_CASES` in
+  `tests/conformance/test_autobahn.py`: categories 1 to 7, 9 and 10 whole, 12.1 and
+  12.2, and 13.1 to 13.7 up to 64 KiB messages). The connection layer above the codec
+  is the same code for both, and the differential tests hold the two codecs equal.
+- **`make conformance`** runs every case with both codecs, as server and as client,
+  and rewrites this file from the four runs; the results below are from its last run.
 
 Reproduce with:
 
 ```
 scripts/install-test-deps.sh                  # Python 2.7 venv for wstest, Chromium
-python -m pytest -m autobahn tests/conformance/test_autobahn.py
-python -m tests.conformance.report            # rewrites this file
+make conformance                              # the four full runs, two at a time
 ```
 
-Reports (HTML per case) are left in `test-output/autobahn/<side>-<backend>/reports/`.
+or one run: `python -m pytest -m autobahn --autobahn-full
+"tests/conformance/test_autobahn.py::test_server_passes_autobahn[python]"`. Reports
+(HTML per case) are left in `test-output/autobahn/<side>-<backend>/reports/`.
 """
+
+KEPT_HEADING = "## Time of `make test`"
+"""The hand-written section that a rewrite of the document keeps."""
 
 
 def load_summaries(directory: Path) -> dict[tuple[str, str], dict]:
@@ -119,10 +136,23 @@ def not_ok_lines(summary: dict, reasons: dict[str, str]) -> list[str]:
     return lines
 
 
-def render(summaries: dict[tuple[str, str], dict], allowlist: dict[str, dict[str, str]]) -> str:
+def kept_section(document: str) -> str:
+    """The KEPT_HEADING section of a document (up to the next section), or ""."""
+    start = document.find(KEPT_HEADING + "\n")
+    if start < 0:
+        return ""
+    end = document.find("\n## ", start + len(KEPT_HEADING))
+    return document[start : end if end >= 0 else len(document)].strip() + "\n"
+
+
+def render(
+    summaries: dict[tuple[str, str], dict], allowlist: dict[str, dict[str, str]], kept: str = ""
+) -> str:
     any_summary = next(iter(summaries.values()))
     cases = sum(any_summary["counts"].values())
     out = [INTRO.format(version=any_summary["autobahn"], cases=cases)]
+    if kept:
+        out += [kept]
     out += ["## Results", ""]
     out += overview_table(summaries)
     for side, backend in RUNS:
@@ -159,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         if (side, backend) not in summaries:
             print(f"warning: no {side}/{backend} summary; its row says 'not run'")
     allowlist = load_allowlist()
+    kept = kept_section(args.output.read_text()) if args.output.is_file() else ""
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(render(summaries, allowlist))
+    args.output.write_text(render(summaries, allowlist, kept))
     print(f"wrote {args.output}")
     return 0
 

@@ -155,3 +155,15 @@ def test_report_renders_tables_reasons_and_runs_not_done() -> None:
     text = report.render(summaries, {"server": {}, "client": {}})
     assert "- 6.4.1: NON-STRICT (NOT ACCEPTED: the run fails)" in text
     assert "None is listed." in text
+
+
+def test_report_keeps_the_hand_written_section() -> None:
+    kept = f"{report.KEPT_HEADING}\n\nmeasured by hand\n"
+    document = f"# Conformance\n\nold intro\n\n{kept}\n## Results\n\nold tables\n"
+    assert report.kept_section(document) == kept
+    assert report.kept_section("# Conformance\n\n## Results\n") == ""
+    summaries = {("server", "cython"): made_up_summary("server", "cython", made_up_results())}
+    text = report.render(summaries, {"server": {}, "client": {}}, report.kept_section(document))
+    assert text.count(report.KEPT_HEADING) == 1
+    assert text.index("measured by hand") < text.index("## Results")
+    assert "old tables" not in text
