@@ -1,7 +1,7 @@
 # The two set-up commands of the README: `make run` and `make test`.
 PYTHON ?= python3
 
-.PHONY: install run test conformance lint bench
+.PHONY: install run test conformance lint bench proto
 
 install:
 	$(PYTHON) -m pip install -q -e '.[dev]'
@@ -26,3 +26,7 @@ lint:
 
 bench:
 	$(PYTHON) -m bench run
+
+# The Protobuf module of the hub protocol, from its schema (checked in; a test compares).
+proto:
+	$(PYTHON) -m grpc_tools.protoc -I. --python_out=. fastws/hub/protocol/hub.proto

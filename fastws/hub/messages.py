@@ -1,8 +1,8 @@
 """The shapes of replies and pushes (docs/protocol.md shows the same ones).
 
 Every builder takes the ``Wire`` the message is for, because publication data
-and presence info are held as JSON bytes: embedded as they are in JSON,
-decoded once for MessagePack.
+(JSON or binary bytes) and presence info (JSON bytes) are held encoded, and
+each wire shows them its own way (``fastws.hub.protocol.wire``).
 """
 
 from __future__ import annotations
@@ -16,19 +16,16 @@ from fastws.hub.protocol.wire import Wire
 
 def publication_item(wire: Wire, publication: Publication) -> dict[str, Any]:
     """A publication inside a subscribe or history reply."""
-    item = {"offset": publication.offset, "data": wire.data(publication.data)}
+    item: dict[str, Any] = {"offset": publication.offset}
+    wire.put_data(item, publication.data)
     if publication.user is not None:
         item["info"] = {"user": publication.user}
     return item
 
 
 def publication_push(wire: Wire, channel: str, publication: Publication) -> dict[str, Any]:
-    push = {
-        "push": "pub",
-        "channel": channel,
-        "offset": publication.offset,
-        "data": wire.data(publication.data),
-    }
+    push: dict[str, Any] = {"push": "pub", "channel": channel, "offset": publication.offset}
+    wire.put_data(push, publication.data)
     if publication.user is not None:
         push["info"] = {"user": publication.user}
     return push
@@ -40,7 +37,7 @@ def client_item(wire: Wire, info: ClientInfo, with_id: bool = True) -> dict[str,
         {"client": info.client, "user": info.user} if with_id else {"user": info.user}
     )
     if info.info is not None:
-        item["info"] = wire.data(info.info)
+        item["info"] = wire.json(info.info)
     return item
 
 
@@ -52,7 +49,7 @@ def message_push(wire: Wire, sender: str | None, data: bytes) -> dict[str, Any]:
     push: dict[str, Any] = {"push": "message"}
     if sender is not None:
         push["from"] = sender
-    push["data"] = wire.data(data)
+    wire.put_data(push, data)
     return push
 
 

@@ -1,9 +1,10 @@
 """The hub node: the registry of this process's clients and the fan-out to them.
 
 The node is the broker's sink. A publication reaching it is encoded once per
-wire encoding (JSON, MessagePack) and framed once, and the same frame is
-queued on every local subscriber of its channel, in the order the broker
-delivers: so each subscriber sees a channel's publications in offset order.
+wire encoding in use on the channel (JSON, MessagePack, Protobuf) and framed
+once, and the same frame is queued on every local subscriber of its channel,
+in the order the broker delivers: so each subscriber sees a channel's
+publications in offset order.
 
 Subscribing from a position must lose nothing and repeat nothing even when the
 broker is remote. So a new subscription starts *buffering*: it is registered,
@@ -41,7 +42,7 @@ from fastws.hub.broker import (
 from fastws.hub.config import ChannelOptions, HubConfig
 from fastws.hub.metrics import HubStats
 from fastws.hub.protocol import codes
-from fastws.hub.protocol.wire import Wire
+from fastws.hub.protocol.wire import WIRES, Wire
 
 if TYPE_CHECKING:
     from fastws.hub.session import Session
@@ -328,7 +329,7 @@ class Node:
         self, sessions: Iterable[Session], message: Callable[[Wire], Any], kind: str
     ) -> int:
         """Push ``message`` to ``sessions``: built and framed once per encoding in use."""
-        frames: list[bytes | None] = [None, None]
+        frames: list[bytes | None] = [None] * len(WIRES)
         count = nbytes = 0
         for session in sessions:
             wire = session.wire

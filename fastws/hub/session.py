@@ -135,16 +135,17 @@ class Session(Listener):
     # -- sending -------------------------------------------------------------------------
 
     def _send(self, message: Any, kind: str) -> None:
-        if self.closed:
-            return
-        wire = self.wire
-        data = wire.dumps(message)
+        if not self.closed:
+            self._send_encoded(self.wire.dumps(message), kind)
+
+    def _send_encoded(self, data: bytes, kind: str) -> None:
         self.stats.sent(kind, 1, len(data))
         with contextlib.suppress(ConnectionClosed):  # closing: the message has no reader
-            self.ws.send_message(wire.opcode, data)
+            self.ws.send_message(self.wire.opcode, data)
 
-    def reply(self, command_id: int, result: Any) -> None:
-        self._send({"id": command_id, "result": result}, "reply")
+    def reply(self, command_id: int, method: str, result: Any) -> None:
+        if not self.closed:
+            self._send_encoded(self.wire.reply(command_id, method, result), "reply")
 
     def error(self, command_id: int | None, code: int, message: str) -> None:
         self._send(messages.error_reply(command_id, code, message), "error")
@@ -240,7 +241,7 @@ class Session(Listener):
         try:
             values = command.prepare(self.context, params)
             if command.inline:
-                self._answer(command_id, command.handler(self.context, values))
+                self._answer(command, command_id, command.handler(self.context, values))
             else:
                 coro = command.handler(self.context, values)
                 self.node.run(self._finish(command, command_id, coro, start))
@@ -255,17 +256,17 @@ class Session(Listener):
         try:
             result = await pending
             if type(result) is Reply:
-                self.reply(command_id, result.result)
+                self.reply(command_id, command.name, result.result)
                 await result.then()
             else:
-                self._answer(command_id, result)
+                self._answer(command, command_id, result)
         except Exception as exc:
             self._fail(command_id, exc)
         self.stats.command_done(command.name, time.perf_counter() - start)
 
-    def _answer(self, command_id: int, result: Any) -> None:
+    def _answer(self, command: Command, command_id: int, result: Any) -> None:
         if result is not None:
-            self.reply(command_id, result)
+            self.reply(command_id, command.name, result)
 
     def _fail(self, command_id: int, exc: Exception) -> None:
         """Answer a failed command; an error that carries a disconnect then closes."""

@@ -10,7 +10,7 @@ import pytest
 from fastws.hub.broker import BrokerUnavailable, ClientInfo, PublishOptions, StreamPosition
 from fastws.hub.broker.local import BrokerHost, LocalBroker
 from fastws.hub.broker.memory import MemoryBroker
-from tests.support.brokers import Sink, check_reverse_history
+from tests.support.brokers import Sink, check_binary_data, check_reverse_history
 from tests.support.loops import run_async
 
 HISTORY = PublishOptions(history_size=10, history_ttl=60)
@@ -103,6 +103,18 @@ async def test_history_read_in_reverse_through_the_host() -> None:
     broker, _, _ = await attach(host, "one")
     try:
         await check_reverse_history(broker, "r")
+    finally:
+        await broker.close()
+        await host.close()
+
+
+@run_async()
+async def test_binary_data_round_trips() -> None:
+    host = BrokerHost(MemoryBroker())
+    await host.start()
+    broker, sink, _ = await attach(host, "one")
+    try:
+        await check_binary_data(broker, sink, "b")
     finally:
         await broker.close()
         await host.close()

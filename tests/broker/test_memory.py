@@ -6,7 +6,7 @@ import pytest
 
 from fastws.hub.broker import BrokerUnavailable, ClientInfo, PublishOptions, StreamPosition
 from fastws.hub.broker.memory import MemoryBroker
-from tests.support.brokers import Clock, Sink, check_reverse_history
+from tests.support.brokers import Clock, Sink, check_binary_data, check_reverse_history
 from tests.support.loops import run_async
 
 HISTORY = PublishOptions(history_size=3, history_ttl=10.0)
@@ -70,6 +70,13 @@ async def test_history_bounded_by_size_and_age() -> None:
 async def test_history_read_in_reverse() -> None:
     broker, _ = await started()
     await check_reverse_history(broker, "r")
+    await broker.close()
+
+
+@run_async(loops=("asyncio",))
+async def test_binary_data_round_trips() -> None:
+    broker, sink = await started()
+    await check_binary_data(broker, sink, "b")
     await broker.close()
 
 

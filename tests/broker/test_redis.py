@@ -11,7 +11,7 @@ import fastws.hub.broker.redis.scripts as rs
 from fastws.hub.broker import BrokerUnavailable, ClientInfo, PublishOptions, StreamPosition
 from fastws.hub.broker.redis import RedisBroker
 from fastws.hub.metrics import broker_samples
-from tests.support.brokers import Sink, check_reverse_history
+from tests.support.brokers import Sink, check_binary_data, check_reverse_history
 from tests.support.loops import run_async
 from tests.support.redis import RedisServer
 
@@ -88,6 +88,13 @@ async def test_history_positions_and_epochs(redis_server: RedisServer) -> None:
 async def test_history_read_in_reverse(redis_server: RedisServer) -> None:
     broker, _ = await started([redis_server.url])
     await check_reverse_history(broker, "r")
+    await broker.close()
+
+
+@run_async()
+async def test_binary_data_round_trips(redis_server: RedisServer) -> None:
+    broker, sink = await started([redis_server.url])
+    await check_binary_data(broker, sink, "b")
     await broker.close()
 
 

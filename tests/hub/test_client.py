@@ -116,7 +116,7 @@ def test_one_stream_position_for_the_client_and_the_server() -> None:
 # -- commands against the hub ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("subprotocol", ["fastws.json", "fastws.msgpack"])
+@pytest.mark.parametrize("subprotocol", ["fastws.json", "fastws.msgpack", "fastws.protobuf"])
 @run_async()
 async def test_subscribe_publish_send_presence_history(hub, subprotocol: str) -> None:
     channel = f"chat:basics-{subprotocol.split('.')[1]}-{random.getrandbits(32)}"

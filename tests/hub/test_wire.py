@@ -37,8 +37,10 @@ async def test_msgpack_round_trip_with_json_clients() -> None:
         assert history["publications"] == [] and history["offset"] == 0
         code, _ = await packed.error("history", {"channel": "plain:mix"})  # plain:* keeps none
         assert code == codes.NOT_AVAILABLE
-        # Binary values have no JSON form: refused, as the protocol says.
-        code, message = await packed.error("publish", {"channel": "plain:mix", "data": b"\x00"})
+        # Binary data is a bin value at the top: deeper down it has no JSON form, refused.
+        code, message = await packed.error(
+            "publish", {"channel": "plain:mix", "data": {"k": b"\x00"}}
+        )
         assert code == 400 and "JSON" in message
         for client in (packed, text):
             await client.close()
@@ -78,7 +80,7 @@ def test_json_push_embeds_the_published_bytes() -> None:
 
 
 def test_encode_data_refuses_what_json_cannot_hold() -> None:
-    for value in (b"bytes", {1: "non-string key"}, 1 << 70, object()):
+    for value in ({"nested": b"bytes"}, {1: "non-string key"}, 1 << 70, object()):
         with pytest.raises(codes.HubError) as caught:
             encode_data(value)
         assert caught.value.code == 400

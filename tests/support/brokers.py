@@ -4,6 +4,7 @@ tuples), a clock moved by hand, and checks every broker must pass the same way."
 from __future__ import annotations
 
 from fastws.hub.broker import Broker, PublishOptions, StreamPosition
+from fastws.hub.protocol.data import decode, encode
 from tests.support.polling import until
 
 
@@ -72,3 +73,32 @@ async def check_reverse_history(broker: Broker, channel: str) -> None:
     assert [p.offset for p in forward.publications] == [4, 5]
     data = await broker.history(channel, None, 1, reverse=True)
     assert [p.data for p in data.publications] == [b"6"]
+
+
+async def check_binary_data(broker: Broker, sink: Sink, channel: str) -> None:
+    """Binary data (``0x00`` and any bytes after it) comes back byte for byte from
+    pub/sub, history and user messages, beside JSON data."""
+    payloads = [
+        encode(bytes(range(256))),
+        encode(b""),
+        encode(b"p1,e,-1,\r\n\x00"),  # looks like the separators of Redis records
+        encode({"json": True}),
+    ]
+    options = PublishOptions(history_size=10, history_ttl=60)
+    await broker.subscribe(channel)
+    for data in payloads:
+        await broker.publish(channel, data, "u", options)
+    await broker.send_to_user("u", None, payloads[0])
+
+    await until(
+        lambda: len([e for e in sink.events if e[0] in ("pub", "message")]) > len(payloads),
+        "binary publications and a user message",
+        5.0,
+        0.005,
+    )
+    delivered = [e[3] for e in sink.events if e[0] == "pub" and e[1] == channel]
+    assert delivered == payloads
+    assert [e[3] for e in sink.events if e[0] == "message"] == [payloads[0]]
+    history = await broker.history(channel, None, None)
+    assert [p.data for p in history.publications] == payloads
+    assert decode(history.publications[0].data) == bytes(range(256))

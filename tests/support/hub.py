@@ -18,6 +18,7 @@ from fastws.errors import ConnectionClosed
 from fastws.hub.app import Hub
 from fastws.hub.broker import Broker
 from fastws.hub.config import ChannelOptions, HubConfig
+from fastws.hub.protocol.wire import PROTOBUF_CLIENT
 from tests.support.leaks import secret
 
 SECRET = secret("a test secret of at least 32 bytes!")
@@ -50,9 +51,10 @@ def token(sub: str = "alice", secret: str = SECRET, algorithm: str = "HS256", **
 class HubClient:
     """A hub connection driven by hand: ``call`` answers its reply, pushes are kept in order."""
 
-    def __init__(self, ws: fastws.ClientConnection, binary: bool) -> None:
+    def __init__(self, ws: fastws.ClientConnection, binary: bool, protobuf: bool = False) -> None:
         self.ws = ws
-        self.binary = binary
+        self.binary = binary  # MessagePack
+        self.protobuf = protobuf  # through the client's Protobuf wire, data as Python values
         self.pushes: deque[dict] = deque()
         self.replies: dict[int, dict] = {}
         self.unsolicited: list[dict] = []  # errors without an id
@@ -67,19 +69,26 @@ class HubClient:
         token: str | None = None,
         connect: bool = True,
         binary: bool = False,
+        protobuf: bool = False,
         query: str = "",
         headers: tuple[tuple[str, str], ...] = (),
         subprotocols: tuple[str, ...] | None = None,
     ) -> HubClient:
         if subprotocols is None:
-            subprotocols = ("fastws.msgpack",) if binary else ("fastws.json",)
+            subprotocols = (
+                ("fastws.protobuf",)
+                if protobuf
+                else ("fastws.msgpack",)
+                if binary
+                else ("fastws.json",)
+            )
         ws = await fastws.connect(
             f"ws://127.0.0.1:{port}/connection{query}",
             subprotocols=subprotocols,
             headers=headers,
             compression=False,
         )
-        client = cls(ws, binary)
+        client = cls(ws, binary, protobuf)
         if connect:
             params = {} if token is None else {"token": token}
             result = await client.result("connect", params)
@@ -87,9 +96,14 @@ class HubClient:
         return client
 
     def encode(self, message: Any) -> str | bytes:
+        if self.protobuf:
+            return PROTOBUF_CLIENT.dumps(message)
         return msgpack.packb(message) if self.binary else orjson.dumps(message).decode()
 
     def decode(self, frame: str | bytes) -> dict:
+        if self.protobuf:
+            assert isinstance(frame, bytes), f"text frame on a protobuf connection: {frame!r}"
+            return PROTOBUF_CLIENT.loads(frame)
         if self.binary:
             assert isinstance(frame, bytes), f"text frame on a msgpack connection: {frame!r}"
             return msgpack.unpackb(frame)

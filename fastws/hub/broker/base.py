@@ -20,8 +20,9 @@ fits the same shape:
 - user messages and user disconnects are addressed to a user id; every node
   with connections of that user acts on them.
 
-Publication data is passed as JSON bytes encoded once by the publisher's
-node; brokers store and forward those bytes without decoding them.
+Publication data is passed as bytes encoded once by the publisher's node
+(JSON text, or binary data behind a ``0x00`` marker: ``fastws.hub.protocol.data``);
+brokers store and forward those bytes without decoding them.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Publication:
 
     offset: int
     epoch: str
-    data: bytes  # JSON
+    data: bytes  # as carried: JSON, or 0x00 + binary (fastws.hub.protocol.data)
     user: str | None = None  # the publishing user; None when published through the API
 
 
@@ -196,7 +197,7 @@ class Broker:
         raise NotImplementedError
 
     async def send_to_user(self, user: str, sender: str | None, data: bytes) -> None:
-        """Deliver ``data`` (JSON) to every connection of ``user`` on every node."""
+        """Deliver ``data`` (as carried) to every connection of ``user`` on every node."""
         raise NotImplementedError
 
     async def disconnect_user(self, user: str, code: int, reason: str) -> None:

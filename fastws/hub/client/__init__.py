@@ -16,7 +16,9 @@ Modules, as in other client SDKs: ``client`` (the connection's life: connect,
 reconnect, commands, pushes), ``session`` (one WebSocket connection: commands
 and their replies), ``subscription``, ``types`` (what the application
 receives), ``inbox`` (the queues read with ``async for``), ``backoff`` and
-``errors``. Encodings, codes and ``StreamPosition`` come from
+``errors``. The three encodings (``subprotocol=``: JSON, MessagePack,
+Protobuf) give the application the same values; binary data is ``bytes``
+both ways. Encodings, codes and ``StreamPosition`` come from
 ``fastws.hub.protocol``, shared with the server.
 """
 
@@ -27,11 +29,12 @@ from fastws.hub.client.subscription import Subscription
 from fastws.hub.client.types import History, Message, ReceivedClientInfo, ReceivedPublication
 from fastws.hub.protocol.codes import HubError
 from fastws.hub.protocol.types import StreamPosition
-from fastws.hub.protocol.wire import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL
+from fastws.hub.protocol.wire import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, PROTOBUF_SUBPROTOCOL
 
 __all__ = [
     "JSON_SUBPROTOCOL",
     "MSGPACK_SUBPROTOCOL",
+    "PROTOBUF_SUBPROTOCOL",
     "Client",
     "ClientState",
     "CommandTimeout",

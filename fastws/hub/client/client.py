@@ -27,13 +27,9 @@ from fastws.hub.client.subscription import Callback, Subscription
 from fastws.hub.client.types import History, Message, ReceivedClientInfo, ReceivedPublication
 from fastws.hub.protocol import codes
 from fastws.hub.protocol.codes import HubError
+from fastws.hub.protocol.data import received, to_base64
 from fastws.hub.protocol.types import StreamPosition
-from fastws.hub.protocol.wire import (
-    JSON_SUBPROTOCOL,
-    MSGPACK_SUBPROTOCOL,
-    SUBPROTOCOLS,
-    wire_for,
-)
+from fastws.hub.protocol.wire import JSON_SUBPROTOCOL, SUBPROTOCOLS, wire_for
 
 logger = logging.getLogger("fastws.hub.client")
 
@@ -289,16 +285,14 @@ class Client:
             token = token()
             if inspect.isawaitable(token):
                 token = await token
-        session = Session(self, wire_for(self.subprotocol))
+        session = Session(self, wire_for(self.subprotocol).client)
         ws = await connect(
             self.url, subprotocols=[self.subprotocol], listener=session, **self.connect_options
         )
         session.ws = ws
         try:
-            if self.subprotocol == MSGPACK_SUBPROTOCOL and ws.subprotocol != MSGPACK_SUBPROTOCOL:
-                raise HubError(
-                    400, f"the hub did not accept the {MSGPACK_SUBPROTOCOL!r} subprotocol"
-                )
+            if self.subprotocol != JSON_SUBPROTOCOL and ws.subprotocol != self.subprotocol:
+                raise HubError(400, f"the hub did not accept the {self.subprotocol!r} subprotocol")
             params = {"token": token} if token is not None else {}
             future = session.send("connect", params)
             async with command_deadline("connect", self.command_timeout):
@@ -466,13 +460,21 @@ class Client:
                     await session.send("unsubscribe", {"channel": channel})
 
     async def publish(self, channel: str, data: Any) -> int:
-        """Publish ``data`` to ``channel``; returns its offset in the channel's stream."""
-        result = await self.call("publish", {"channel": channel, "data": data})
+        """Publish ``data`` to ``channel``; returns its offset in the channel's stream.
+
+        ``bytes`` are binary data, anything else must be representable in JSON."""
+        result = await self.call("publish", {"channel": channel, **self._data(data)})
         return (result or {}).get("offset")
 
     async def send(self, user: str, data: Any) -> None:
         """Send a private message to every connection of ``user``."""
-        await self.call("send", {"user": user, "data": data})
+        await self.call("send", {"user": user, **self._data(data)})
+
+    def _data(self, data: Any) -> dict[str, Any]:
+        """The data field of a command: JSON has no bytes, so they travel as ``b64data``."""
+        if self.subprotocol == JSON_SUBPROTOCOL and isinstance(data, (bytes, bytearray)):
+            return {"b64data": to_base64(data)}
+        return {"data": data}
 
     async def presence(self, channel: str) -> dict[str, ReceivedClientInfo]:
         """Who is in ``channel``: client id -> ReceivedClientInfo."""
@@ -523,7 +525,7 @@ class Client:
             if sub is not None and sub.active:
                 sub._receive(ReceivedPublication.from_wire(sub.channel, message))
         elif kind == "message":
-            msg = Message(message.get("from"), message.get("data"))
+            msg = Message(message.get("from"), received(message))
             if self.on_message is not None:
                 self._emit(self.on_message, msg)
             elif self._messages is not None:

@@ -1,8 +1,8 @@
 """What the client hands to the application: values decoded from the hub's replies and pushes.
 
-The server keeps publication data and presence info as JSON bytes
-(``fastws.hub.broker``); a client receives them decoded, so its types are
-named for that: ``ReceivedPublication`` and ``ReceivedClientInfo``. A stream
+The server keeps publication data and presence info encoded (JSON bytes, or
+binary data); a client receives them decoded, whatever the wire (binary data
+as ``bytes``), so its types are named for that: ``ReceivedPublication`` and ``ReceivedClientInfo``. A stream
 position has one shape on both sides and is shared (``StreamPosition``).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastws.hub.protocol.data import received
 from fastws.hub.protocol.types import StreamPosition
 
 
@@ -28,7 +29,7 @@ class ReceivedPublication:
     def from_wire(cls, channel: str, item: dict, recovered: bool = False) -> ReceivedPublication:
         """From a ``pub`` push or an item of a subscribe or history reply."""
         info = item.get("info") or {}
-        return cls(channel, item.get("offset"), item.get("data"), info.get("user"), recovered)
+        return cls(channel, item.get("offset"), received(item), info.get("user"), recovered)
 
 
 @dataclass(frozen=True, slots=True)

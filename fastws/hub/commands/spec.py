@@ -1,8 +1,9 @@
 """How a command is declared and checked: its fields, its permission, its handler.
 
 A ``Command`` lists its fields; each ``Field`` has a type that checks a value
-and turns it into what handlers use (a channel name, publication data as JSON
-bytes, a stream position...). ``Command.check`` is the one validation of
+and turns it into what handlers use (a channel name, publication data as
+carried, a stream position...). A field may also come base64-encoded under a
+second name (``b64data`` for ``data``: JSON has no bytes). ``Command.check`` is the one validation of
 params, whoever sends them: a client over WebSocket, or a backend through the
 HTTP API, whose query strings go through ``Command.from_query`` first.
 """
@@ -18,6 +19,7 @@ from fastws.hub.broker import BrokerUnavailable, StreamPosition
 from fastws.hub.channels import channel_error
 from fastws.hub.permissions import Permission
 from fastws.hub.protocol import codes
+from fastws.hub.protocol.data import from_base64
 from fastws.hub.protocol.wire import encode_data
 
 if TYPE_CHECKING:
@@ -59,7 +61,7 @@ class Channels(FieldType):
 
 
 class Data(FieldType):
-    """Any value with a JSON form, encoded once as JSON bytes."""
+    """Bytes (binary data) or any value with a JSON form, encoded once as carried."""
 
     def check(self, name: str, value: Any) -> bytes:
         return encode_data(value)
@@ -142,6 +144,7 @@ class Field:
     type: FieldType
     required: bool = False
     default: Any = None  # the value handlers see when an optional field is absent
+    base64: str | None = None  # the name under which the value may come as base64 bytes
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -181,7 +184,9 @@ class Command:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inline", not inspect.iscoroutinefunction(self.handler))
-        object.__setattr__(self, "_by_name", {f.name: f for f in self.fields})
+        by_name = {f.name: f for f in self.fields}
+        by_name.update({f.base64: f for f in self.fields if f.base64 is not None})
+        object.__setattr__(self, "_by_name", by_name)
 
     def check(self, params: dict[str, Any]) -> dict[str, Any]:
         """The params, checked and converted; every field present (defaults filled in)."""
@@ -192,8 +197,13 @@ class Command:
         values = {}
         for spec in self.fields:
             name = spec.name
+            encoded = spec.base64
             if name in params:
+                if encoded in params:
+                    raise bad_request(f"{self.name} takes {name!r} or {encoded!r}, not both")
                 values[name] = spec.type.check(name, params[name])
+            elif encoded is not None and encoded in params:
+                values[name] = spec.type.check(name, from_base64(encoded, params[encoded]))
             elif spec.required:
                 raise bad_request(f"{self.name} needs the {name!r} field")
             else:
