@@ -586,31 +586,41 @@ def load_config(
 ) -> HubConfig:
     """Defaults, then the TOML file, then ``FASTWS_*`` variables, then flags (raw strings).
 
-    ``path`` (or ``FASTWS_CONFIG``) names the file; none means defaults only.
+    ``path`` (or ``FASTWS_CONFIG``) names the file; none means defaults only. A secret
+    and its file are one setting: the source that wins gives either.
     """
     flags = flags or {}
     environ = os.environ if environ is None else environ
     path = path or environ.get(ENV_PREFIX + "CONFIG") or None
     values: dict[str, Any] = read_toml(path) if path else {}
+    _one_of_each_secret(values)
+    from_env = {}
     for name, option in OPTIONS.items():
         if option.metadata["kind"] == "channels":
             continue
         variable = env_name(name)
         if variable in environ:
-            values[name] = parse_text(name, environ[variable], variable)
+            from_env[name] = parse_text(name, environ[variable], variable)
+    from_flags = {}
     for name, text in flags.items():
         if name not in OPTIONS:
             raise _unknown(name, OPTIONS, "")
-        values[name] = parse_text(name, text, "--" + name.replace("_", "-"))
-    return config_from_values(values)
+        from_flags[name] = parse_text(name, text, "--" + name.replace("_", "-"))
+    for layer in (from_env, from_flags):
+        _one_of_each_secret(layer)
+        for name in SECRET_FILES:
+            if name in layer or name + "_file" in layer:
+                values.pop(name, None)
+                values.pop(name + "_file", None)
+        values.update(layer)
+    return replace(HubConfig(), **values).validate()
 
 
-def config_from_values(values: dict[str, Any]) -> HubConfig:
-    """A validated HubConfig; a secret and its file may not both be given."""
+def _one_of_each_secret(values: Mapping[str, Any]) -> None:
+    """One source may not give both a secret and its file."""
     for name in SECRET_FILES:
         if values.get(name) is not None and values.get(name + "_file") is not None:
             raise ConfigError(f"{name} and {name}_file are both set; keep one")
-    return replace(HubConfig(), **values).validate()
 
 
 def check_file(path: str, environ: Mapping[str, str] | None = None) -> HubConfig:

@@ -196,6 +196,23 @@ def test_token_key_from_files_env_or_toml_and_insecure_only_when_asked(tmp_path)
         check_file(str(tmp_path / "hub.toml"))
 
 
+def test_a_secret_and_its_file_are_one_setting(tmp_path) -> None:
+    key = tmp_path / "jwt"
+    key.write_text("from the file " * 3)
+    env = {"FASTWS_JWT_SECRET": "from the environment " * 2}
+    assert load_config({"jwt_secret_file": str(key)}, env).jwt_secret == "from the file " * 3
+    flag_wins = load_config({"jwt_secret": "flag " * 8}, {"FASTWS_JWT_SECRET_FILE": str(key)})
+    assert flag_wins.jwt_secret == "flag " * 8
+    path = write(tmp_path, f"jwt_secret_file = '{key}'\n")
+    assert load_config({}, env, path).jwt_secret == "from the environment " * 2
+    for flags, environ in [
+        ({"jwt_secret": "a", "jwt_secret_file": str(key)}, {}),
+        ({}, {"FASTWS_API_KEY": "a", "FASTWS_API_KEY_FILE": str(key), **OPEN}),
+    ]:
+        with pytest.raises(ConfigError, match="both set"):
+            load_config(flags, environ)
+
+
 def test_internal_port_is_checked() -> None:
     assert load_config({"internal_port": "9090"}, OPEN).internal_port == 9090
     assert load_config({}, OPEN).internal_port is None

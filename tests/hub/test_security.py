@@ -79,7 +79,8 @@ def test_every_start_without_a_usable_key_exits_with_one_clear_line(tmp_path: Pa
         (("--api-key", FILE_API_KEY), {}, "api_key alone protects only the HTTP API"),
         (("--jwt-secret-file", str(key)), {"FASTWS_API_KEY": ""}, "api_key: is empty"),
         (("--jwt-secret-file", str(key), "--api-key-file", str(empty)), {}, "api_key_file"),
-        (("--jwt-secret-file", str(key)), {"FASTWS_JWT_SECRET": HUB_SECRET}, "both set"),
+        ((), {"FASTWS_JWT_SECRET_FILE": str(key), "FASTWS_JWT_SECRET": HUB_SECRET}, "both set"),
+        (("--jwt-secret-file", str(key), "--jwt-secret", HUB_SECRET), {}, "both set"),
     ]:
         line = start_fails(*args, **env)
         assert line.startswith("python -m fastws: error: "), line
@@ -347,3 +348,34 @@ def test_urls_are_shown_without_their_password() -> None:
     assert redact_url("redis://user:p@ss@h/1,redis://h2") == "redis://user:***@h/1,redis://h2"
     assert redact_url("redis://user@h") == "redis://user@h"
     assert redact_url("memory://") == "memory://"
+
+
+@run_async(loops=("uvloop",), timeout=90)
+async def test_a_reload_reads_the_key_files_again(tmp_path: Path) -> None:
+    import signal
+
+    key = tmp_path / "jwt.secret"
+    key.write_text(HUB_SECRET)
+    api_key = tmp_path / "api.key"
+    api_key.write_text(FILE_API_KEY)
+    rotated = secret("the-rotated-secret-of-the-security-tests-0123")
+    args = ("--workers", "2", "--jwt-secret-file", str(key), "--api-key-file", str(api_key))
+    async with RunningHub(*args, insecure=False) as hub:
+        client = await HubClient.open(hub.port, token=token("ann", secret=HUB_SECRET))
+        await client.close()
+        assert (await http(hub.port, "GET", "/api/v1/info", api_key=FILE_API_KEY))[0] == 200
+        key.write_text(rotated + "\n")
+        hub.send(signal.SIGHUP)
+        await hub.wait_log("reload done")
+        await hub.wait_log("drained", count=2)
+        client = await HubClient.open(hub.port, token=token("ann", secret=rotated))
+        await client.close()
+        old = await HubClient.open(hub.port, connect=False)
+        assert (await old.error("connect", {"token": token("ann", secret=HUB_SECRET)}))[0] == 401
+        key.write_text("")
+        hub.send(signal.SIGHUP)
+        await hub.wait_log("reload refused, the configuration is invalid: jwt_secret_file")
+        client = await HubClient.open(hub.port, token=token("ann", secret=rotated))
+        await client.close()
+        assert await hub.stop() == 0
+        assert leaked_lines([("this hub", hub.log())]) == []
