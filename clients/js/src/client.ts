@@ -60,8 +60,11 @@ interface Command {
   params: unknown;
   resolve: (result: any) => void;
   reject: (error: Error) => void;
-  timer?: ReturnType<typeof setTimeout>;
+  timer?: Timer;
 }
+
+type Timer = ReturnType<typeof setTimeout>;
+type Defaulted = "protocol" | "minReconnectDelay" | "maxReconnectDelay" | "timeout" | "pingTimeout";
 
 interface DisconnectPush {
   code: number;
@@ -90,8 +93,7 @@ export class Client extends Emitter<ClientEvents> {
   /** This connection's id, as presence, join and leave show it. */
   clientId?: string;
   user?: string;
-  readonly options: Required<Pick<ClientOptions, "protocol" | "minReconnectDelay" | "maxReconnectDelay" | "timeout" | "pingTimeout">> &
-    ClientOptions;
+  readonly options: ClientOptions & Required<Pick<ClientOptions, Defaulted>>;
   /** @internal The current socket; changes with every connection. */
   _connection: WebSocket | null = null;
   private codec?: Codec;
@@ -101,13 +103,7 @@ export class Client extends Emitter<ClientEvents> {
   private subs = new Map<string, Subscription>();
   private attempt = 0;
   private serial = 0; // bumped to cancel an attempt in progress
-  private timers: Record<"reconnect" | "connect" | "heartbeat" | "refresh" | "stable", ReturnType<typeof setTimeout> | undefined> = {
-    reconnect: undefined,
-    connect: undefined,
-    heartbeat: undefined,
-    refresh: undefined,
-    stable: undefined,
-  };
+  private timers: Partial<Record<"reconnect" | "connect" | "heartbeat" | "refresh" | "stable", Timer>> = {};
   private idleLimit = 0;
   private lastReceived = 0;
   private disconnectPush?: DisconnectPush;
@@ -168,7 +164,8 @@ export class Client extends Emitter<ClientEvents> {
       };
       const onConnected = () => settle();
       const onDisconnected = (event: DisconnectedEvent) => settle(new Disconnected(event.code, event.reason, false));
-      const timer = timeout === undefined ? undefined : setTimeout(() => settle(new Error("not connected in time")), timeout);
+      const timer =
+        timeout === undefined ? undefined : setTimeout(() => settle(new Error("not connected in time")), timeout);
       this.on("connected", onConnected).on("disconnected", onDisconnected);
     });
   }
@@ -402,7 +399,10 @@ export class Client extends Emitter<ClientEvents> {
         break;
       }
       case "message":
-        this.emit("message", message.from === undefined ? { data: message.data } : { from: message.from, data: message.data });
+        this.emit(
+          "message",
+          message.from === undefined ? { data: message.data } : { from: message.from, data: message.data },
+        );
         break;
       case "disconnect":
         if (ws === this._connection) this.disconnectPush = message;
@@ -489,14 +489,13 @@ export class Client extends Emitter<ClientEvents> {
       this.timers.heartbeat = setTimeout(() => this.checkAlive(), this.idleLimit - idle);
       return;
     }
-    this._request("ping", {}, this.options.pingTimeout).then(
-      () => {
-        if (ws === this._connection) this.timers.heartbeat = setTimeout(() => this.checkAlive(), this.idleLimit);
-      },
-      (error) => {
-        if (error instanceof CommandTimeout) this.lose(ws, ABNORMAL, "no reply to ping");
-      },
-    );
+    const alive = () => {
+      if (ws === this._connection) this.timers.heartbeat = setTimeout(() => this.checkAlive(), this.idleLimit);
+    };
+    this._request("ping", {}, this.options.pingTimeout).then(alive, (error) => {
+      if (error instanceof CommandTimeout) this.lose(ws, ABNORMAL, "no reply to ping");
+      else if (!(error instanceof Disconnected)) alive(); // an error reply: the hub is there
+    });
   }
 
   private scheduleRefresh(token: string | undefined): void {
@@ -512,7 +511,8 @@ export class Client extends Emitter<ClientEvents> {
       token = await this.options.getToken!();
     } catch (error) {
       this.emit("error", { type: "refresh", error: error as Error });
-      if (ws === this._connection) this.timers.refresh = setTimeout(() => this.refreshToken(), this.options.minReconnectDelay);
+      const retry = () => this.refreshToken();
+      if (ws === this._connection) this.timers.refresh = setTimeout(retry, this.options.minReconnectDelay);
       return;
     }
     if (ws !== this._connection) return;
