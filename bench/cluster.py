@@ -8,7 +8,7 @@ For each system, node A and node B run as their own processes with Redis
 (``redis-server`` on a free port, no persistence) between them:
 
 - fastws: ``python -m fastws --insecure --broker redis://...``; subscribers subscribe to
-  ``bench:room``; the publisher sends ``publish`` commands to A.
+  ``bench-room``; the publisher sends ``publish`` commands to A.
 - python-socketio: ``bench/cluster_sio_server.py`` (AsyncServer on aiohttp with
   ``AsyncRedisManager``); subscribers join the room ``bench`` on B; the
   publisher emits ``pub`` on A, whose handler emits to the room.
@@ -62,7 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 RESULTS = ROOT / "bench" / "results"
 BEGIN, END = "<!-- cluster:begin -->", "<!-- cluster:end -->"
-CHANNEL = "bench:room"
+CHANNEL = "bench-room"  # the default namespace: no history, presence nor join/leave
 PAD = "x" * 64
 SUSTAINED = 0.97
 DEFAULT_RATES = "10,25,50,100,200,400,700,1000,1500,2000,3000,4000,5000"

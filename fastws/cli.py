@@ -28,15 +28,17 @@ EPILOG = """\
 Every option OPTION can also be set with the environment variable FASTWS_OPTION
 (upper case, e.g. FASTWS_JWT_SECRET, FASTWS_API_KEY, FASTWS_PORT) or as the key
 OPTION of the TOML file given with --config (or FASTWS_CONFIG). Flags win over
-variables, variables over the file, the file over defaults. Per-channel history
-and presence are set only in the file:
+variables, variables over the file, the file over defaults. The options of the default
+namespace (channels without ':') are top-level; other namespaces are declared
+only in the file, and every option is off unless set (docs/hub.md):
 
-    [[channels]]
-    pattern = "chat:*"     # first matching pattern wins
+    [[namespaces]]
+    name = "chat"          # the channels chat:...
     history_size = 100
     history_ttl = 300
     presence = true
     join_leave = true
+    allow_subscribe_for_client = true
 
 The hub refuses to start without a token key (jwt_secret_file, jwt_secret or
 jwt_public_key) unless --insecure asks for an open development hub. Keep

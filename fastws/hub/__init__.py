@@ -2,7 +2,8 @@
 messages, JWT auth and an HTTP API, over the protocol in docs/protocol.md.
 
 Modules map to concepts: ``config`` (options), ``auth`` (tokens), ``channels``
-(names and patterns), ``protocol`` and ``messages`` (the protocol's codes,
+(names and patterns), ``namespaces`` and ``permissions`` (who may do what),
+``protocol`` and ``messages`` (the protocol's codes,
 encodings and shapes), ``broker`` (the interface and the memory, local and Redis
 brokers), ``node`` (registry and fan-out), ``commands`` (every command, once),
 ``session`` (one connection), ``api`` (HTTP API), ``app`` (the server on one
@@ -19,7 +20,7 @@ _EXPORTS = {
     "Hub": "fastws.hub.app",
     "run_hub": "fastws.hub.app",
     "HubConfig": "fastws.hub.config",
-    "ChannelOptions": "fastws.hub.config",
+    "Namespace": "fastws.hub.namespaces",
     "ConfigError": "fastws.hub.config",
     "load_config": "fastws.hub.config",
     "Client": "fastws.hub.client",

@@ -3,9 +3,10 @@
 Claims read from a token:
 
 - ``sub``: the user id (required; may be "" for an anonymous user);
-- ``channels``: patterns of the channels the user may subscribe to (and read
-  presence and history of);
+- ``channels``: patterns of the channels the user may subscribe to;
 - ``publish``: patterns of the channels the user may publish to;
+- ``history``: patterns of the channels whose history the user may read;
+- ``presence``: patterns of the channels whose presence the user may read;
 - ``send``: patterns of the users the user may send private messages to;
 - ``info``: an object shown to others in presence, join and leave;
 - ``exp``, ``nbf``: checked with ``leeway`` seconds of clock skew; ``aud`` and
@@ -15,12 +16,17 @@ Claims read from a token:
 Every string of a token (claims, keys, header) must be valid Unicode text: a
 lone surrogate makes the token invalid (4500), as a bad signature does.
 
-A missing permission claim denies that action, except in insecure development
-mode (``insecure = true``), where it allows everything. That mode also accepts
+A missing claim grants nothing by itself (the namespace may still allow the
+action, ``fastws.hub.permissions``), except in insecure development mode
+(``insecure = true``), where everything is allowed. That mode also accepts
 connections without a token and issues tokens signed with the configured
 secret, or else a random one that lives as long as the process (``dev_token``).
 Without a key and without insecure mode there is no Authenticator: the
 configuration is refused.
+
+A subscription token is a JWT checked with the same keys whose ``sub`` is the
+connection's user and whose ``channel`` is the channel it grants; it may carry
+``exp`` and an ``info`` that replaces the connection's in that channel.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from fastws.hub.channels import Patterns, pattern_error
+from fastws.hub.channels import Patterns, pattern_error, user_pattern_error
 from fastws.hub.config import ConfigError, HubConfig
 from fastws.hub.protocol import codes
 
@@ -61,9 +67,20 @@ class Credentials:
     user: str
     channels: Patterns | None = None
     publish: Patterns | None = None
+    history: Patterns | None = None
+    presence: Patterns | None = None
     send: Patterns | None = None
     info: bytes | None = None  # the 'info' claim, JSON-encoded once
     expires_at: float | None = None  # time.time() seconds
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionGrant:
+    """What a subscription token grants: one channel, until ``expires_at``."""
+
+    channel: str
+    info: bytes | None = None  # replaces the connection's info in this channel
+    expires_at: float | None = None
 
 
 def _patterns(claims: dict[str, Any], name: str) -> Patterns | None:
@@ -83,9 +100,20 @@ def _user_patterns(claims: dict[str, Any]) -> Patterns | None:
     value = claims.get("send")
     if value is None:
         return None
-    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+    if not isinstance(value, list):
         raise TokenError(codes.INVALID_TOKEN, "the 'send' claim must be an array of user patterns")
+    for pattern in value:
+        error = user_pattern_error(pattern)
+        if error:
+            raise TokenError(codes.INVALID_TOKEN, f"the 'send' claim: {error}")
     return Patterns(value)
+
+
+def _info(claims: dict[str, Any]) -> bytes | None:
+    info = claims.get("info")
+    if info is not None and not isinstance(info, dict):
+        raise TokenError(codes.INVALID_TOKEN, "the 'info' claim must be an object")
+    return orjson.dumps(info) if info is not None else None
 
 
 class Authenticator:
@@ -131,6 +159,25 @@ class Authenticator:
             if self.insecure:
                 return Credentials(user="")
             raise TokenError(codes.INVALID_TOKEN, "a token is required")
+        return self._credentials(self._claims(token))
+
+    def authorize_subscription(self, token: Any, user: str, channel: str) -> SubscriptionGrant:
+        """What a subscription token grants ``user`` on ``channel``; raises TokenError."""
+        if not isinstance(token, str) or not token:
+            raise TokenError(codes.INVALID_TOKEN, "the subscription token must be a string")
+        claims = self._claims(token)
+        if claims["sub"] != user:
+            raise TokenError(
+                codes.INVALID_TOKEN, "the subscription token's 'sub' is not the connection's user"
+            )
+        if claims.get("channel") != channel:
+            raise TokenError(
+                codes.INVALID_TOKEN, f"the subscription token's 'channel' is not {channel!r}"
+            )
+        return SubscriptionGrant(channel, _info(claims), self._expiry(claims))
+
+    def _claims(self, token: Any) -> dict[str, Any]:
+        """The claims of a token verified with the configured keys; raises TokenError."""
         if not isinstance(token, str):
             raise TokenError(codes.INVALID_TOKEN, "the token must be a string")
         try:
@@ -165,30 +212,26 @@ class Authenticator:
         except ValueError:  # a payload that is not UTF-8 JSON
             raise TokenError(codes.INVALID_TOKEN, "invalid token: the payload is not JSON") from None
         check_claims(claims)
-        return self._credentials(claims)
+        return claims
+
+    def _expiry(self, claims: dict[str, Any]) -> float | None:
+        expires = claims.get("exp")
+        return float(expires) + self.leeway if isinstance(expires, int | float) else None
 
     def _credentials(self, claims: dict[str, Any]) -> Credentials:
         user = claims["sub"]
         if not isinstance(user, str):
             raise TokenError(codes.INVALID_TOKEN, "the 'sub' claim must be a string")
-        info = claims.get("info")
-        if info is not None and not isinstance(info, dict):
-            raise TokenError(codes.INVALID_TOKEN, "the 'info' claim must be an object")
-        expires = claims.get("exp")
         return Credentials(
             user=user,
             channels=_patterns(claims, "channels"),
             publish=_patterns(claims, "publish"),
+            history=_patterns(claims, "history"),
+            presence=_patterns(claims, "presence"),
             send=_user_patterns(claims),
-            info=orjson.dumps(info) if info is not None else None,
-            expires_at=float(expires) + self.leeway if isinstance(expires, int | float) else None,
+            info=_info(claims),
+            expires_at=self._expiry(claims),
         )
-
-    def allowed(self, patterns: Patterns | None, name: str) -> bool:
-        """May ``name`` be used under ``patterns``? An absent claim allows only when insecure."""
-        if patterns is None:
-            return self.insecure
-        return patterns.match(name)
 
 
 def check_claims(claims: dict[str, Any]) -> None:
@@ -233,4 +276,4 @@ def _load_public_key(path: str) -> Any:
     )
 
 
-__all__ = ["Authenticator", "Credentials", "TokenError"]
+__all__ = ["Authenticator", "Credentials", "SubscriptionGrant", "TokenError"]

@@ -1,19 +1,21 @@
 """The hub's configuration: one dataclass, filled from flags > env > TOML file > defaults.
 
 Every option ``name`` has a flag ``--name-with-dashes``, an environment variable
-``FASTWS_NAME`` and a top-level TOML key ``name``. Per-channel options exist
-only in the file, as an array of tables tried in order (the first pattern that
-matches a channel wins)::
+``FASTWS_NAME`` and a top-level TOML key ``name``. The top-level namespace
+options (``history_size``, ``presence``, ``allow_subscribe_for_client``...) are
+those of the default namespace (channels without ``:``); other namespaces exist
+only in the file, as an array of tables (``fastws.hub.namespaces``)::
 
     port = 8080
     jwt_secret = "change me"
 
-    [[channels]]
-    pattern = "chat:*"
+    [[namespaces]]
+    name = "chat"           # the channels chat:...
     history_size = 100      # publications kept per channel (0: no history)
     history_ttl = 300       # seconds a publication stays in history
     presence = true         # who is subscribed, on request
     join_leave = true       # push join/leave to subscribers
+    allow_subscribe_for_client = true
 
 Unknown keys and values of the wrong type are errors that name the key, so a
 typo never silently falls back to a default.
@@ -31,7 +33,9 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from fastws.errors import WebSocketError
-from fastws.hub.channels import pattern_error
+from fastws.hub.namespaces import KINDS as NAMESPACE_KINDS
+from fastws.hub.namespaces import OPTIONS as NAMESPACE_OPTIONS
+from fastws.hub.namespaces import Namespace, Namespaces, namespace_error
 
 ENV_PREFIX = "FASTWS_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -43,33 +47,17 @@ class ConfigError(WebSocketError):
     """A configuration value is missing, unknown, of the wrong type or out of range."""
 
 
-@dataclass(frozen=True)
-class ChannelOptions:
-    """What the hub keeps for the channels that match ``pattern``."""
-
-    pattern: str
-    history_size: int = 0
-    history_ttl: float = 0.0
-    presence: bool = False
-    join_leave: bool = False
+def default_namespaces() -> list[Namespace]:
+    """Rooms of the demo page (``chat:...``) keep 100 publications for 5 minutes, with
+    presence; they grant nothing by themselves."""
+    return [Namespace("chat", history_size=100, history_ttl=300, presence=True, join_leave=True)]
 
 
-CHANNEL_KINDS = {
-    "pattern": "str",
-    "history_size": "int",
-    "history_ttl": "float",
-    "presence": "bool",
-    "join_leave": "bool",
+# A key of files written before namespaces replaced channel patterns.
+_MIGRATED = {
+    "channels": "[[channels]] tables with a pattern became [[namespaces]] tables with a name "
+    "(pattern = \"chat:*\" is name = \"chat\"); see docs/hub.md",
 }
-
-NO_FEATURES = ChannelOptions(pattern="")  # for channels that match no pattern
-
-
-def default_channels() -> list[ChannelOptions]:
-    """Rooms of the demo page (``chat:*``) keep 100 publications for 5 minutes, with presence."""
-    return [
-        ChannelOptions("chat:*", history_size=100, history_ttl=300, presence=True, join_leave=True)
-    ]
 
 
 _METAVARS = {"int": "N", "opt_int": "N", "float": "SECONDS", "str_list": "LIST"}
@@ -233,37 +221,82 @@ class HubConfig:
     shutdown_timeout: float = _option(
         5.0, "float", "seconds to wait for clients to close on shutdown"
     )
-    channels: list[ChannelOptions] = _option(
-        None, "channels", "per-pattern history and presence (TOML only)", factory=default_channels
+    history_size: int = _option(
+        0, "int", "default namespace: publications kept per channel (0: no history)"
+    )
+    history_ttl: float = _option(
+        0.0, "float", "default namespace: seconds a publication stays in history"
+    )
+    presence: bool = _option(
+        False, "bool", "default namespace: keep who is subscribed", metavar="BOOL"
+    )
+    join_leave: bool = _option(
+        False, "bool", "default namespace: push join and leave to subscribers", metavar="BOOL"
+    )
+    allow_subscribe_for_client: bool = _option(
+        False, "bool", "default namespace: any user with a token may subscribe", metavar="BOOL"
+    )
+    allow_subscribe_for_anonymous: bool = _option(
+        False, "bool", "default namespace: the anonymous user may subscribe", metavar="BOOL"
+    )
+    allow_publish_for_client: bool = _option(
+        False, "bool", "default namespace: any user with a token may publish", metavar="BOOL"
+    )
+    allow_publish_for_subscriber: bool = _option(
+        False, "bool", "default namespace: a subscriber of the channel may publish",
+        metavar="BOOL",
+    )
+    allow_publish_for_anonymous: bool = _option(
+        False, "bool", "default namespace: the anonymous user may publish", metavar="BOOL"
+    )
+    allow_history_for_client: bool = _option(
+        False, "bool", "default namespace: any user with a token may read history",
+        metavar="BOOL",
+    )
+    allow_history_for_subscriber: bool = _option(
+        False, "bool", "default namespace: a subscriber of the channel may read history",
+        metavar="BOOL",
+    )
+    allow_presence_for_client: bool = _option(
+        False, "bool", "default namespace: any user with a token may read presence",
+        metavar="BOOL",
+    )
+    allow_presence_for_subscriber: bool = _option(
+        False, "bool", "default namespace: a subscriber of the channel may read presence",
+        metavar="BOOL",
+    )
+    allow_user_limited_channels: bool = _option(
+        False, "bool", "default namespace: name#u1,u2 may be subscribed by u1 and u2 only",
+        metavar="BOOL",
+    )
+    require_subscription_token: bool = _option(
+        False, "bool", "default namespace: subscribing needs a subscription token",
+        metavar="BOOL",
+    )
+    namespaces: list[Namespace] = _option(
+        None, "namespaces", "namespaces other than the default one (TOML only)",
+        factory=default_namespaces,
     )
 
     def __post_init__(self) -> None:
-        self._channel_cache: dict[str, ChannelOptions] = {}
+        self._namespaces: Namespaces | None = None
+
+    @property
+    def default_namespace(self) -> Namespace:
+        """The namespace of channels without ``:``, from the top-level options."""
+        return Namespace("", **{name: getattr(self, name) for name in NAMESPACE_OPTIONS})
+
+    def namespace(self, channel: str) -> Namespace | None:
+        """The options of ``channel``'s namespace; None when it is not declared."""
+        namespaces = self._namespaces
+        if namespaces is None:
+            namespaces = self._namespaces = Namespaces(self.default_namespace, self.namespaces)
+        return namespaces.get(channel)
 
     @property
     def has_token_key(self) -> bool:
         """A secret or a public key verifies connection tokens."""
         return self.jwt_secret is not None or self.jwt_public_key is not None
-
-    def channel_options(self, channel: str) -> ChannelOptions:
-        """The options of the first pattern matching ``channel`` (NO_FEATURES if none)."""
-        cache = self._channel_cache
-        found = cache.get(channel)
-        if found is None:
-            found = NO_FEATURES
-            for options in self.channels:
-                pattern = options.pattern
-                if pattern.endswith("*"):
-                    if channel.startswith(pattern[:-1]):
-                        found = options
-                        break
-                elif channel == pattern:
-                    found = options
-                    break
-            if len(cache) >= 10000:
-                cache.clear()
-            cache[channel] = found
-        return found
 
     def validate(self) -> HubConfig:
         """Raise ConfigError naming the first bad value; return self when all is well."""
@@ -323,24 +356,21 @@ class HubConfig:
             raise ConfigError("broker_cooldown_max: must be at least broker_cooldown")
         if self.max_send_buffer < self.max_message_size:
             raise ConfigError("max_send_buffer: must be at least max_message_size")
+        error = namespace_error(self.default_namespace)
+        if error:
+            raise ConfigError(error)
         seen: set[str] = set()
-        for i, options in enumerate(self.channels):
-            where = f"channels[{i}]"
-            error = pattern_error(options.pattern)
+        for i, namespace in enumerate(self.namespaces):
+            where = f"namespaces[{i}]"
+            if not namespace.name:
+                raise ConfigError(f"{where}.name: must not be empty (the default namespace "
+                                  "takes its options from the top level)")
+            if namespace.name in seen:
+                raise ConfigError(f"{where}.name: {namespace.name!r} appears twice")
+            seen.add(namespace.name)
+            error = namespace_error(namespace)
             if error:
-                raise ConfigError(f"{where}.pattern: {error}")
-            if options.pattern in seen:
-                raise ConfigError(f"{where}.pattern: {options.pattern!r} appears twice")
-            seen.add(options.pattern)
-            if options.history_size < 0:
-                raise ConfigError(f"{where}.history_size: must not be negative")
-            if options.history_ttl < 0:
-                raise ConfigError(f"{where}.history_ttl: must not be negative")
-            if options.history_size > 0 and options.history_ttl <= 0:
-                raise ConfigError(
-                    f"{where}.history_ttl: must be positive when history_size is (history is "
-                    "bounded by size and age)"
-                )
+                raise ConfigError(f"{where}.{error}")
         self._check_secrets()
         return self
 
@@ -438,6 +468,8 @@ def broker_urls(broker: str) -> list[urllib.parse.SplitResult]:
 
 
 def _unknown(key: str, known: Any, where: str) -> ConfigError:
+    if key in _MIGRATED:
+        return ConfigError(f"{where}unknown key {key!r}: {_MIGRATED[key]}")
     hint = difflib.get_close_matches(key, list(known), n=1)
     suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
     return ConfigError(f"{where}unknown key {key!r}{suggestion}")
@@ -482,24 +514,24 @@ def _type_error(where: str, expected: str, value: Any) -> Any:
     raise ConfigError(f"{where}: expected {expected}, got {type(value).__name__} {value!r}")
 
 
-def _channels_from(value: Any, where: str) -> list[ChannelOptions]:
+def _namespaces_from(value: Any, where: str) -> list[Namespace]:
     if not isinstance(value, list):
-        return _type_error(where, "an array of tables ([[channels]])", value)
+        return _type_error(where, "an array of tables ([[namespaces]])", value)
     result = []
     for i, table in enumerate(value):
         here = f"{where}[{i}]"
         if not isinstance(table, dict):
             _type_error(here, "a table", table)
         for key in table:
-            if key not in CHANNEL_KINDS:
-                raise _unknown(key, CHANNEL_KINDS, f"{here}: ")
-        if "pattern" not in table:
-            raise ConfigError(f"{here}: the 'pattern' key is missing")
+            if key not in NAMESPACE_KINDS:
+                raise _unknown(key, NAMESPACE_KINDS, f"{here}: ")
+        if "name" not in table:
+            raise ConfigError(f"{here}: the 'name' key is missing")
         checked = {
-            key: _check_type(CHANNEL_KINDS[key], item, f"{here}.{key}")
+            key: _check_type(NAMESPACE_KINDS[key], item, f"{here}.{key}")
             for key, item in table.items()
         }
-        result.append(ChannelOptions(**checked))
+        result.append(Namespace(**checked))
     return result
 
 
@@ -512,8 +544,8 @@ def values_from_mapping(data: Mapping[str, Any], source: str = "") -> dict[str, 
         if option is None:
             raise _unknown(key, OPTIONS, prefix)
         kind = option.metadata["kind"]
-        if kind == "channels":
-            values[key] = _channels_from(value, f"{prefix}{key}")
+        if kind == "namespaces":
+            values[key] = _namespaces_from(value, f"{prefix}{key}")
         else:
             values[key] = _check_type(kind, value, f"{prefix}{key}")
     return values
@@ -562,8 +594,8 @@ def parse_text(name: str, text: str, where: str) -> Any:
         return [item.strip() for item in text.split(",") if item.strip()]
     if kind == "opt_str":
         return text or None
-    if kind == "channels":
-        raise ConfigError(f"{where}: channels can only be set in the TOML file")
+    if kind == "namespaces":
+        raise ConfigError(f"{where}: namespaces can only be declared in the TOML file")
     return text
 
 
@@ -596,7 +628,7 @@ def load_config(
     _one_of_each_secret(values)
     from_env = {}
     for name, option in OPTIONS.items():
-        if option.metadata["kind"] == "channels":
+        if option.metadata["kind"] == "namespaces":
             continue
         variable = env_name(name)
         if variable in environ:
@@ -643,12 +675,12 @@ def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] = ()) 
         "--config",
         metavar="FILE",
         default=argparse.SUPPRESS,
-        help=f"TOML file with options and [[channels]] (env {ENV_PREFIX}CONFIG)",
+        help=f"TOML file with options and [[namespaces]] (env {ENV_PREFIX}CONFIG)",
     )
     defaults = HubConfig()
     for name, option in OPTIONS.items():
         kind = option.metadata["kind"]
-        if kind == "channels" or (names and name not in names):
+        if kind == "namespaces" or (names and name not in names):
             continue
         default = getattr(defaults, name)
         if kind == "str_list":
@@ -677,12 +709,10 @@ def flags_from_namespace(namespace: argparse.Namespace) -> tuple[dict[str, str],
 
 __all__ = [
     "SECRET_OPTIONS",
-    "ChannelOptions",
     "redact_url",
     "broker_urls",
     "ConfigError",
     "HubConfig",
-    "NO_FEATURES",
     "add_arguments",
     "check_file",
     "load_config",

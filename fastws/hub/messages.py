@@ -62,6 +62,10 @@ def disconnect_push(disconnect: Disconnect) -> dict[str, Any]:
     }
 
 
+def unsubscribe_push(channel: str, reason: str) -> dict[str, Any]:
+    return {"push": "unsubscribe", "channel": channel, "reason": reason}
+
+
 def history_reply(wire: Wire, result: HistoryResult) -> dict[str, Any]:
     position = result.position
     return {
@@ -109,4 +113,5 @@ __all__ = [
     "publication_item",
     "publication_push",
     "subscribe_reply",
+    "unsubscribe_push",
 ]

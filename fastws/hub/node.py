@@ -39,8 +39,9 @@ from fastws.hub.broker import (
     PublishOptions,
     StreamPosition,
 )
-from fastws.hub.config import ChannelOptions, HubConfig
+from fastws.hub.config import HubConfig
 from fastws.hub.metrics import HubStats
+from fastws.hub.namespaces import Namespace, namespace_name
 from fastws.hub.protocol import codes
 from fastws.hub.protocol.wire import WIRES, Wire
 
@@ -54,14 +55,27 @@ FLUSH_TIMEOUT = 1.0  # seconds commands in flight get to reach the broker at clo
 
 
 class Subscription:
-    """One session's subscription to one channel; ``buffer`` is a list while it subscribes."""
+    """One session's subscription to one channel; ``buffer`` is a list while it subscribes.
 
-    __slots__ = ("session", "channel", "options", "buffer", "joined")
+    ``client_info`` is what presence, join and leave show of the connection in this
+    channel (a subscription token's ``info`` replaces the connection's);
+    ``expires_at`` the expiry of the subscription token, if any."""
 
-    def __init__(self, session: Session, channel: str, options: ChannelOptions) -> None:
+    __slots__ = ("session", "channel", "options", "client_info", "expires_at", "buffer", "joined")
+
+    def __init__(
+        self,
+        session: Session,
+        channel: str,
+        options: Namespace,
+        client_info: ClientInfo,
+        expires_at: float | None = None,
+    ) -> None:
         self.session = session
         self.channel = channel
         self.options = options
+        self.client_info = client_info
+        self.expires_at = expires_at
         self.buffer: list[Publication] | None = []
         self.joined = False
 
@@ -125,8 +139,8 @@ class Node:
         self.users: dict[str, set[Session]] = {}
         self.channels: dict[str, ChannelState] = {}
         self.waiting: dict[Session, float] = {}  # not connected yet -> deadline
-        self._expiries: list[tuple[float, str]] = []  # (token expiry, client id)
-        self._publish_options: dict[ChannelOptions, PublishOptions] = {}
+        self._expiries: list[tuple[float, str, str | None]] = []  # (expiry, client id, channel)
+        self._publish_options: dict[Namespace, PublishOptions] = {}
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -191,14 +205,21 @@ class Node:
         self.waiting.pop(session, None)
         self.sessions[session.client_id] = session
         self.users.setdefault(session.credentials.user, set()).add(session)
-        expires = session.credentials.expires_at
-        if expires is not None:
-            expiries = self._expiries
-            if len(expiries) > 2 * len(self.sessions) + 1024:
-                # Entries of gone clients are dropped lazily; past a bound, all at once.
-                expiries[:] = [e for e in expiries if e[1] in self.sessions]
-                heapq.heapify(expiries)
-            heapq.heappush(expiries, (expires, session.client_id))
+        self.expires(session, session.credentials.expires_at)
+
+    def expires(self, session: Session, at: float | None, channel: str | None = None) -> None:
+        """Check the token of ``session`` (or of its subscription to ``channel``) at ``at``.
+
+        Entries are not removed when a token is refreshed: the tick compares each one
+        with the expiry the connection or subscription holds by then."""
+        if at is None:
+            return
+        expiries = self._expiries
+        if len(expiries) > 4 * len(self.sessions) + 1024:
+            # Entries of gone clients are dropped lazily; past a bound, all at once.
+            expiries[:] = [e for e in expiries if e[1] in self.sessions]
+            heapq.heapify(expiries)
+        heapq.heappush(expiries, (at, session.client_id, channel))
 
     def forget(self, session: Session) -> None:
         """The connection is gone; its subscriptions are left by the session."""
@@ -222,10 +243,10 @@ class Node:
         wall = time.time()
         expiries = self._expiries
         while expiries and expiries[0][0] <= wall:
-            _, client_id = heapq.heappop(expiries)
+            _, client_id, channel = heapq.heappop(expiries)
             session = self.sessions.get(client_id)
             if session is not None:
-                session.disconnect(codes.TOKEN_EXPIRED)
+                session.token_expired(channel, wall)
         self._timer = loop.call_later(TICK, self._tick)
 
     def _refresh_presence(self) -> None:
@@ -239,12 +260,23 @@ class Node:
             for state in self.channels.values():
                 for sub in state.subscribers.values():
                     if sub.joined and sub.options.presence:
-                        self.run(refresh(sub.channel, sub.session.client_info))
+                        self.run(refresh(sub.channel, sub.client_info))
         self._presence_timer = self._loop.call_later(
             self.broker.presence_ttl / 3, self._refresh_presence
         )
 
     # -- channel membership -------------------------------------------------------------
+
+    def namespace(self, channel: str) -> Namespace:
+        """The namespace of ``channel``; error 404 when it is not declared."""
+        namespace = self.config.namespace(channel)
+        if namespace is None:
+            raise codes.HubError(
+                codes.NOT_FOUND,
+                f"unknown channel {channel!r}: no namespace {namespace_name(channel)!r} "
+                "is declared",
+            )
+        return namespace
 
     async def subscribe(self, sub: Subscription) -> None:
         """Register ``sub`` (buffering) and make sure the broker delivers its channel here."""
@@ -311,7 +343,7 @@ class Node:
     # -- publishing ------------------------------------------------------------------------
 
     async def publish(self, channel: str, data: bytes, user: str | None) -> StreamPosition:
-        options = self.config.channel_options(channel)
+        options = self.namespace(channel)
         publish_options = self._publish_options.get(options)
         if publish_options is None:
             publish_options = PublishOptions(options.history_size, options.history_ttl)

@@ -23,7 +23,7 @@ from fastws.hub import messages
 from fastws.hub.auth import Credentials
 from fastws.hub.broker import ClientInfo
 from fastws.hub.commands import CLIENT_COMMANDS, Command, Context, Reply, as_hub_error
-from fastws.hub.commands.subscriptions import leave_all
+from fastws.hub.commands.subscriptions import leave, leave_all, quietly
 from fastws.hub.limiter import TokenBucket
 from fastws.hub.node import Node, Subscription
 from fastws.hub.protocol import codes
@@ -33,6 +33,7 @@ from fastws.protocol import Listener, WebSocket
 logger = logging.getLogger("fastws.hub")
 
 MALFORMED_BEFORE_CLOSE = 3
+SUBSCRIPTION_EXPIRED = "subscription token expired"
 
 
 class Session(Listener):
@@ -277,6 +278,21 @@ class Session(Listener):
         self.error(command_id, error.code, error.message)
         if error.disconnect is not None:
             self.disconnect(error.disconnect)
+
+    def token_expired(self, channel: str | None, now: float) -> None:
+        """A token expiry noted for this connection (or its subscription to ``channel``)
+        came: close, or unsubscribe with a push, unless a refresh moved it meanwhile."""
+        if channel is None:
+            expires = self.credentials.expires_at
+            if expires is not None and expires <= now:
+                self.disconnect(codes.TOKEN_EXPIRED)
+            return
+        sub = self.subscriptions.get(channel)
+        if sub is None or sub.expires_at is None or sub.expires_at > now:
+            return
+        del self.subscriptions[channel]
+        self._send(messages.unsubscribe_push(channel, SUBSCRIPTION_EXPIRED), "unsubscribe")
+        self.node.run(quietly(leave(self, sub)))
 
     def connected(self, credentials: Credentials) -> None:
         """``connect`` succeeded: this connection now has an id and a user."""

@@ -173,9 +173,11 @@ async def test_insecure_mode_anonymous_and_dev_tokens() -> None:
         assert dev["user"] == "zoe"
         named = await HubClient.open(hub.port, connect=False)
         assert (await named.result("connect", {"token": dev["token"]}))["user"] == "zoe"
-        # Without claims every permission is granted in this mode.
-        await named.result("subscribe", {"channel": "anything:at.all"})
-        await named.result("publish", {"channel": "anything:at.all", "data": None})
+        # Without claims every permission is granted in this mode, in declared namespaces.
+        await named.result("subscribe", {"channel": "plain:at.all"})
+        await named.result("publish", {"channel": "plain:at.all", "data": None})
+        code, message = await named.error("subscribe", {"channel": "anything:at.all"})
+        assert code == 404 and "unknown channel" in message
         # A token signed with another secret is still refused.
         forged = await HubClient.open(hub.port, connect=False)
         assert (await forged.error("connect", {"token": token("zoe")}))[0] == 401

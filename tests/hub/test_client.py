@@ -218,8 +218,11 @@ async def test_hub_errors_raise_hub_error(hub) -> None:
             await client.subscribe("chat:twice")
         assert info.value.code == 409
         with pytest.raises(HubError) as info:
-            await client.presence("news:no-presence-here")
+            await client.presence("no-presence-here")  # the default namespace keeps none
         assert info.value.code == codes.NOT_AVAILABLE
+        with pytest.raises(HubError) as info:
+            await client.presence("news:no-such-namespace")
+        assert info.value.code == codes.NOT_FOUND
         with pytest.raises(HubError) as info:
             await client.history("chat:twice", since=StreamPosition(3, "not-the-epoch"))
         assert info.value.code == 410

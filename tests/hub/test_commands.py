@@ -13,7 +13,8 @@ from tests.support.loops import run_async
 
 def test_every_command_is_reachable_and_names_its_permission_target() -> None:
     assert set(CLIENT_COMMANDS) == {
-        "connect", "ping", "subscribe", "unsubscribe", "publish", "send", "presence", "history"
+        "connect", "ping", "refresh", "subscribe", "sub_refresh", "unsubscribe", "publish", "send",
+        "presence", "history",
     }  # fmt: skip
     assert {name: c.http for name, c in API_COMMANDS.items()} == {
         "publish": "POST",
@@ -27,8 +28,11 @@ def test_every_command_is_reachable_and_names_its_permission_target() -> None:
     for command in COMMANDS.values():
         if command.permission is not None:
             assert command.target in {f.name for f in command.fields if f.required}
+        if command.grant is not None:
+            assert command.grant in {f.name for f in command.fields}
     assert {c.name: c.permission for c in COMMANDS.values() if c.permission} == {
         "subscribe": Permission.SUBSCRIBE,
+        "sub_refresh": Permission.SUBSCRIBE,
         "publish": Permission.PUBLISH,
         "send": Permission.SEND,
         "presence": Permission.PRESENCE,

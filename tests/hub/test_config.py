@@ -7,14 +7,8 @@ import sys
 
 import pytest
 
-from fastws.hub.config import (
-    NO_FEATURES,
-    ChannelOptions,
-    ConfigError,
-    HubConfig,
-    check_file,
-    load_config,
-)
+from fastws.hub.config import ConfigError, HubConfig, check_file, load_config
+from fastws.hub.namespaces import Namespace
 from tests.support.paths import DOCS
 
 
@@ -31,9 +25,10 @@ def test_defaults_are_valid_and_give_the_demo_rooms_history() -> None:
     config = load_config({}, OPEN)
     assert (config.host, config.port, config.broker) == ("127.0.0.1", 8080, "memory://")
     assert config.insecure
-    chat = config.channel_options("chat:lobby")
+    chat = config.namespace("chat:lobby")
     assert chat.history_size > 0 and chat.history_ttl > 0 and chat.presence and chat.join_leave
-    assert config.channel_options("other") is NO_FEATURES
+    assert config.namespace("other") == Namespace("")  # the default namespace keeps nothing
+    assert config.namespace("other:x") is None  # not declared
 
 
 def test_file_then_env_then_flags(tmp_path) -> None:
@@ -46,11 +41,12 @@ jwt_secret = "from the file"
 command_rate = 5
 allowed_origins = ["https://a.example"]
 
-[[channels]]
-pattern = "room:*"
+[[namespaces]]
+name = "room"
 history_size = 10
 history_ttl = 30
 presence = true
+allow_subscribe_for_client = true
 """,
     )
     environ = {"FASTWS_CONFIG": path, "FASTWS_PORT": "9100", "FASTWS_API_KEY": "env-key"}
@@ -59,8 +55,9 @@ presence = true
     assert config.api_key == "env-key"
     assert config.host == "0.0.0.0" and config.jwt_secret == "from the file"
     assert config.command_rate == 5.0 and config.allowed_origins == ["https://a.example"]
-    assert config.channels == [ChannelOptions("room:*", 10, 30.0, True, False)]
-    assert config.channel_options("chat:x") is NO_FEATURES  # the file replaces the defaults
+    room = Namespace("room", 10, 30.0, True, False, allow_subscribe_for_client=True)
+    assert config.namespaces == [room] and config.namespace("room:x") == room
+    assert config.namespace("chat:x") is None  # the file replaces the defaults
     assert not config.insecure
     env_only = load_config({}, {"FASTWS_ALLOWED_ORIGINS": "https://a, https://b", **OPEN})
     assert env_only.allowed_origins == ["https://a", "https://b"]
@@ -80,16 +77,25 @@ presence = true
         ("log_level = 'loud'", r"log_level"),
         ("max_subscriptions = 0", r"max_subscriptions: must be positive"),
         ("jwt_public_key = '/no/such.pem'", r"jwt_public_key: no such file"),
-        ("[[channels]]\nhistory_size = 1", r"channels\[0\]: the 'pattern' key is missing"),
-        ("[[channels]]\npattern = 'a'\nhistory = 1", r"channels\[0\]: unknown key 'history'"),
-        ("[[channels]]\npattern = 'a*b'", r"channels\[0\].pattern: .*not at the end"),
-        ("[[channels]]\npattern = 'a'\npresence = 1", r"channels\[0\].presence: expected true"),
+        ("[[namespaces]]\nhistory_size = 1", r"namespaces\[0\]: the 'name' key is missing"),
+        ("[[namespaces]]\nname = 'a'\nhistory = 1", r"namespaces\[0\]: unknown key 'history'"),
+        ("[[namespaces]]\nname = 'a:*'", r"namespaces\[0\].name: 'a:\*' may hold only"),
+        ("[[namespaces]]\nname = ''", r"namespaces\[0\].name: must not be empty"),
+        ("[[namespaces]]\nname = 'a'\npresence = 1", r"namespaces\[0\].presence: expected true"),
         (
-            "[[channels]]\npattern = 'a'\nhistory_size = 5",
-            r"channels\[0\].history_ttl: must be positive",
+            "[[namespaces]]\nname = 'a'\nallow_subscribe_for_clients = true",
+            r"unknown key 'allow_subscribe_for_clients' \(did you mean "
+            r"'allow_subscribe_for_client'\?\)",
         ),
-        ("[[channels]]\npattern = 'a'\n[[channels]]\npattern = 'a'", r"appears twice"),
-        ("channels = 3", r"channels: expected an array of tables"),
+        ("allow_publish_for_client = 'yes'", r"allow_publish_for_client: expected true or false"),
+        ("history_size = 5", r"history_ttl: must be positive"),
+        ("[[channels]]\npattern = 'chat:*'", r"unknown key 'channels': .*\[\[namespaces\]\]"),
+        (
+            "[[namespaces]]\nname = 'a'\nhistory_size = 5",
+            r"namespaces\[0\].history_ttl: must be positive",
+        ),
+        ("[[namespaces]]\nname = 'a'\n[[namespaces]]\nname = 'a'", r"appears twice"),
+        ("namespaces = 3", r"namespaces: expected an array of tables"),
         ("port = ", r"not valid TOML"),
     ],
 )
@@ -114,7 +120,7 @@ def test_every_option_has_a_flag_and_an_env_variable() -> None:
 
     help_text = _parser().format_help()
     for name in HubConfig.__dataclass_fields__:
-        if name == "channels":
+        if name == "namespaces":
             continue
         assert "--" + name.replace("_", "-") in help_text, name
         assert "FASTWS_" + name.upper() in help_text, name
@@ -122,7 +128,7 @@ def test_every_option_has_a_flag_and_an_env_variable() -> None:
 
 def test_check_config_command(tmp_path) -> None:
     good = write(
-        tmp_path, "port = 9000\ninsecure = true\n[[channels]]\npattern = 'x:*'\npresence = true\n"
+        tmp_path, "port = 9000\ninsecure = true\n[[namespaces]]\nname = 'x'\npresence = true\n"
     )
     done = subprocess.run(
         [sys.executable, "-m", "fastws", "check-config", good],

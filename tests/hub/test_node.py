@@ -8,7 +8,7 @@ import contextlib
 import orjson
 
 from fastws.codec import OP_TEXT, FrameParser, build_frame
-from fastws.hub.config import ChannelOptions
+from fastws.hub.namespaces import Namespace
 from fastws.hub.node import Node
 from fastws.hub.protocol import codes
 from tests.support.hub import SECRET, HubClient, api, running_hub, token
@@ -90,7 +90,7 @@ async def test_private_message_reaches_every_connection_of_the_user() -> None:
 async def test_presence_join_and_leave() -> None:
     async with running_hub(jwt_secret=SECRET) as hub:
         port = hub.port
-        claims = {"channels": ["room:*", "plain:*"]}
+        claims = {"channels": ["room:*", "plain:*"], "presence": ["room:*", "plain:*"]}
         alice = await HubClient.open(port, token=token("alice", info={"name": "Alice"}, **claims))
         bob = await HubClient.open(port, token=token("bob", **claims))
         await alice.result("subscribe", {"channel": "room:1"})
@@ -269,19 +269,20 @@ async def test_slow_consumer_is_dropped_with_4008() -> None:
 
 
 @run_async()
-async def test_channel_options_follow_the_first_matching_pattern() -> None:
-    channels = [
-        ChannelOptions("room:quiet", history_size=0),
-        ChannelOptions("room:*", history_size=5, history_ttl=60),
-    ]
-    async with running_hub(channels=channels) as hub:
+async def test_channel_options_come_from_the_channels_namespace() -> None:
+    namespaces = [Namespace("quiet", history_size=0), Namespace("loud", history_size=5, history_ttl=60)]
+    async with running_hub(namespaces=namespaces, history_size=3, history_ttl=60) as hub:
         client = await HubClient.open(hub.port)
-        for channel in ("room:quiet", "room:loud"):
+        for channel in ("quiet:a", "loud:a", "plain"):
             await client.result("publish", {"channel": channel, "data": 1})
-        code, _ = await client.error("history", {"channel": "room:quiet"})
-        loud = await client.result("history", {"channel": "room:loud"})
+        code, _ = await client.error("history", {"channel": "quiet:a"})
+        loud = await client.result("history", {"channel": "loud:a"})
+        default = await client.result("history", {"channel": "plain"})
         assert code == codes.NOT_AVAILABLE
         assert [p["offset"] for p in loud["publications"]] == [1]
+        assert [p["offset"] for p in default["publications"]] == [1]  # the top-level options
+        code, message = await client.error("publish", {"channel": "nowhere:a", "data": 1})
+        assert code == codes.NOT_FOUND and "unknown channel 'nowhere:a'" in message
         await client.close()
 
 

@@ -8,12 +8,12 @@ import pytest
 
 from fastws.hub.broker import HistoryResult, StreamPosition
 from fastws.hub.broker.memory import MemoryBroker
-from fastws.hub.config import ChannelOptions
+from fastws.hub.namespaces import Namespace
 from fastws.hub.protocol import codes
 from tests.support.hub import HubClient, api, running_hub
 from tests.support.loops import run_async
 
-STREAMS = ChannelOptions("stream:*", history_size=1000, history_ttl=60)
+STREAMS = Namespace("stream", history_size=1000, history_ttl=60)
 
 
 class RemoteLikeBroker(MemoryBroker):
@@ -217,7 +217,7 @@ async def cut_off_mid_stream(broker: MemoryBroker | None) -> None:
     from its last offset and must see every offset once, in order."""
     total = 150
     channel = "stream:1"
-    async with running_hub(broker=broker, channels=[STREAMS]) as hub:
+    async with running_hub(broker=broker, namespaces=[STREAMS]) as hub:
         port = hub.port
         publisher = await HubClient.open(port)
         subscriber = await HubClient.open(port)
@@ -273,7 +273,7 @@ async def test_many_subscribers_join_while_publishing_with_a_broker_that_suspend
     """Subscribers arriving from a position while publications flow each get every offset."""
     broker = RemoteLikeBroker()
     total = 80
-    async with running_hub(broker=broker, channels=[STREAMS]) as hub:
+    async with running_hub(broker=broker, namespaces=[STREAMS]) as hub:
         publisher = await HubClient.open(hub.port)
         await publisher.result("publish", {"channel": "stream:m", "data": 0})
         epoch = (await publisher.result("history", {"channel": "stream:m", "limit": 0}))["epoch"]

@@ -17,14 +17,14 @@ from tests.support.polling import until
 
 CHANNEL = "load:main"
 CONFIG = """
-[[channels]]
-pattern = "load:*"
+[[namespaces]]
+name = "load"
 history_size = 2000
 history_ttl = 300
 """
 EXTRA = """
-[[channels]]
-pattern = "extra:*"
+[[namespaces]]
+name = "extra"
 presence = true
 """
 

@@ -17,13 +17,14 @@ import fastws
 from fastws.errors import ConnectionClosed
 from fastws.hub.app import Hub
 from fastws.hub.broker import Broker
-from fastws.hub.config import ChannelOptions, HubConfig
+from fastws.hub.config import HubConfig
+from fastws.hub.namespaces import Namespace
 from fastws.hub.protocol.wire import PROTOBUF_CLIENT
 from tests.support.leaks import secret
 
 SECRET = secret("a test secret of at least 32 bytes!")
-ROOMS = ChannelOptions("room:*", history_size=50, history_ttl=60, presence=True, join_leave=True)
-PLAIN = ChannelOptions("plain:*")
+ROOMS = Namespace("room", history_size=50, history_ttl=60, presence=True, join_leave=True)
+PLAIN = Namespace("plain")
 
 
 def make_config(**options: Any) -> HubConfig:
@@ -31,7 +32,7 @@ def make_config(**options: Any) -> HubConfig:
     if options.get("jwt_secret") is None and options.get("jwt_public_key") is None:
         options.setdefault("insecure", True)
     options.setdefault("port", 0)
-    options.setdefault("channels", [ROOMS, PLAIN])
+    options.setdefault("namespaces", [ROOMS, PLAIN])
     options.setdefault("shutdown_timeout", 2.0)
     return HubConfig(**options).validate()
 

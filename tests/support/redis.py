@@ -112,15 +112,15 @@ class RedisServer:
 
 
 CHANNELS_TOML = """
-[[channels]]
-pattern = "room:*"
+[[namespaces]]
+name = "room"
 history_size = 100
 history_ttl = 300
 presence = true
 join_leave = true
 
-[[channels]]
-pattern = "stream:*"
+[[namespaces]]
+name = "stream"
 history_size = 1000
 history_ttl = 300
 """

@@ -1,4 +1,4 @@
-"""Commands about the connection itself: connect, ping."""
+"""Commands about the connection itself: connect, refresh, ping."""
 
 from __future__ import annotations
 
@@ -30,8 +30,20 @@ def connect(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return {"client": session.client_id, "user": credentials.user, "ping": int(ping)}
 
 
+def refresh(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Replace the connection's token (new ``exp`` and grants, same user) without
+    reconnecting. A bad or expired token closes the connection like at ``connect``."""
+    session = ctx.session
+    credentials = ctx.node.auth.authenticate(params["token"])
+    if credentials.user != session.credentials.user:
+        raise TokenError(codes.INVALID_TOKEN, "the new token is for another user")
+    session.credentials = credentials
+    ctx.node.expires(session, credentials.expires_at)
+    return {}
+
+
 def ping(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-__all__ = ["connect", "ping"]
+__all__ = ["connect", "ping", "refresh"]

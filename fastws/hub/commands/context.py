@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastws.hub.permissions import Permission, permits
+from fastws.hub.auth import SubscriptionGrant, TokenError
+from fastws.hub.permissions import Permission, needs_subscription_token, permits
 from fastws.hub.protocol import codes
 from fastws.hub.protocol.wire import JSON, Wire
 
@@ -31,15 +32,34 @@ class Context:
         session = self.session
         return None if session is None else session.credentials.user
 
-    def permit(self, permission: Permission, name: str) -> None:
-        """Raise 403 unless the caller has ``permission`` on ``name``."""
+    def permit(
+        self, permission: Permission, name: str, token: str | None = None
+    ) -> SubscriptionGrant | None:
+        """Raise 403 unless the caller has ``permission`` on ``name`` (404 for a channel
+        of an undeclared namespace, whoever asks). A subscription ``token``, when given,
+        is the grant: checked, and returned."""
+        node = self.node
+        namespace = None if permission is Permission.SEND else node.namespace(name)
         session = self.session
         if session is None:
-            return
-        if not permits(self.node.auth, session.credentials, permission, name):
+            return None
+        credentials = session.credentials
+        if token is not None:
+            try:
+                return node.auth.authorize_subscription(token, credentials.user, name)
+            except TokenError as exc:
+                raise codes.HubError(
+                    codes.PERMISSION_DENIED, f"subscription token for {name!r}: {exc.message}"
+                ) from None
+        subscribed = name in session.subscriptions
+        if not permits(node.auth, namespace, credentials, permission, name, subscribed):
+            why = ""
+            if permission is Permission.SUBSCRIBE and needs_subscription_token(namespace, name):
+                why = ": it needs a subscription token"
             raise codes.HubError(
-                codes.PERMISSION_DENIED, f"not allowed to {permission.value} {name!r}"
+                codes.PERMISSION_DENIED, f"not allowed to {permission.value} {name!r}{why}"
             )
+        return None
 
 
 __all__ = ["Context"]

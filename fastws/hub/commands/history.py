@@ -20,7 +20,7 @@ async def history(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     channel, since, limit = params["channel"], params["since"], params["limit"]
     reverse = params["reverse"]
     node = ctx.node
-    if node.config.channel_options(channel).history_size == 0:
+    if node.namespace(channel).history_size == 0:
         raise codes.HubError(codes.NOT_AVAILABLE, f"history is not available for {channel!r}")
     result = await node.broker.history(channel, since, limit, reverse)
     position = result.position

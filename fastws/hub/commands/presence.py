@@ -11,7 +11,7 @@ from fastws.hub.protocol import codes
 
 async def presence(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     channel, node = params["channel"], ctx.node
-    if not node.config.channel_options(channel).presence:
+    if not node.namespace(channel).presence:
         raise codes.HubError(codes.NOT_AVAILABLE, f"presence is not available for {channel!r}")
     return messages.presence_reply(ctx.wire, await node.broker.presence(channel))
 

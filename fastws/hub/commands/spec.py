@@ -133,6 +133,7 @@ CHANNEL = Channel()
 CHANNELS = Channels()
 DATA = Data()
 USER = Text(non_empty=True)
+TOKEN = Text(non_empty=True)
 COUNT = Count()
 FLAG = Flag()
 POSITION = Position()
@@ -168,7 +169,9 @@ class Command:
 
     ``client`` says whether connections may send it; ``http`` is the HTTP method of
     its API endpoint (None: not in the API). ``target`` names the field that holds
-    what ``permission`` is checked on. A handler is a coroutine function unless
+    what ``permission`` is checked on; ``grant`` the field of a subscription token
+    that, when given, grants it instead (the handler then finds the checked
+    ``SubscriptionGrant`` in that field, else None). A handler is a coroutine function unless
     it never waits (then ``inline``: answered at once, without a task).
     """
 
@@ -177,6 +180,7 @@ class Command:
     fields: tuple[Field, ...] = ()
     permission: Permission | None = None
     target: str = "channel"
+    grant: str | None = None
     client: bool = True
     http: str | None = None
     inline: bool = field(init=False)
@@ -222,7 +226,11 @@ class Command:
         """Check ``params`` and the caller's permission: the values for the handler."""
         values = self.check(params)
         if self.permission is not None:
-            ctx.permit(self.permission, values[self.target])
+            if self.grant is None:
+                ctx.permit(self.permission, values[self.target])
+            else:
+                token = values[self.grant]
+                values[self.grant] = ctx.permit(self.permission, values[self.target], token)
         return values
 
     async def run(self, ctx: Context, params: dict[str, Any]) -> Any:
@@ -253,6 +261,7 @@ __all__ = [
     "DATA",
     "FLAG",
     "POSITION",
+    "TOKEN",
     "USER",
     "Command",
     "Field",

@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from fastws.hub import messages
-from fastws.hub.broker import BrokerUnavailable, StreamPosition
+from fastws.hub.broker import BrokerUnavailable, ClientInfo, StreamPosition
 from fastws.hub.commands.context import Context
 from fastws.hub.commands.spec import Reply
 from fastws.hub.node import Subscription, recovers
@@ -36,9 +36,13 @@ async def subscribe(ctx: Context, params: dict[str, Any]) -> Reply:
         raise codes.HubError(
             codes.LIMIT_EXCEEDED, f"too many subscriptions: at most {limit} per connection"
         )
-    since = params["since"]
-    options = node.config.channel_options(channel)
-    sub = Subscription(session, channel, options)
+    since, grant = params["since"], params["token"]
+    options = node.namespace(channel)
+    client_info = session.client_info
+    if grant is not None and grant.info is not None:
+        client_info = ClientInfo(session.client_id, client_info.user, grant.info)
+    expires_at = grant.expires_at if grant is not None else None
+    sub = Subscription(session, channel, options, client_info, expires_at)
     session.subscriptions[channel] = sub
     try:
         await node.subscribe(sub)
@@ -51,6 +55,7 @@ async def subscribe(ctx: Context, params: dict[str, Any]) -> Reply:
             del session.subscriptions[channel]
         node.run(quietly(node.unsubscribe(sub)))
         raise
+    node.expires(session, expires_at, channel)
     position = result.position
     recovered = since is not None and recovers(since, result)
     publications = result.publications if recovered else []
@@ -77,14 +82,25 @@ async def unsubscribe(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def sub_refresh(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Replace a subscription's token (checked by the command) before it expires."""
+    session, channel, grant = ctx.session, params["channel"], params["token"]
+    sub = session.subscriptions.get(channel)
+    if sub is None:
+        raise codes.HubError(codes.BAD_REQUEST, f"not subscribed to {channel!r}")
+    sub.expires_at = grant.expires_at
+    ctx.node.expires(session, grant.expires_at, channel)
+    return {}
+
+
 async def _join(session: Session, sub: Subscription) -> None:
     broker = session.node.broker
     sub.joined = True
     try:
         if sub.options.presence:
-            await broker.add_presence(sub.channel, session.client_info)
+            await broker.add_presence(sub.channel, sub.client_info)
         if sub.options.join_leave:
-            await broker.publish_join(sub.channel, session.client_info)
+            await broker.publish_join(sub.channel, sub.client_info)
     except BrokerUnavailable as exc:
         logger.warning(
             "fastws hub: join of %s to %s failed: %s", session.client_id, sub.channel, exc
@@ -99,7 +115,7 @@ async def leave(session: Session, sub: Subscription) -> None:
         if sub.options.presence:
             await node.broker.remove_presence(sub.channel, session.client_id)
         if sub.options.join_leave:
-            await node.broker.publish_leave(sub.channel, session.client_info)
+            await node.broker.publish_leave(sub.channel, sub.client_info)
 
 
 async def leave_all(session: Session, subscriptions: list[Subscription]) -> None:
@@ -117,4 +133,4 @@ async def quietly(pending: Coroutine) -> None:
         logger.exception("fastws hub: error while leaving a channel")
 
 
-__all__ = ["leave", "leave_all", "subscribe", "unsubscribe"]
+__all__ = ["leave", "leave_all", "quietly", "sub_refresh", "subscribe", "unsubscribe"]

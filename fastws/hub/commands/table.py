@@ -20,6 +20,7 @@ from fastws.hub.commands.spec import (
     DATA,
     FLAG,
     POSITION,
+    TOKEN,
     USER,
     Command,
     Field,
@@ -33,11 +34,24 @@ COMMANDS: dict[str, Command] = {
     for command in (
         Command("connect", connection.connect, (Field("token", ANY),)),
         Command("ping", connection.ping),
+        Command("refresh", connection.refresh, (Field("token", TOKEN, required=True),)),
         Command(
             "subscribe",
             subscriptions.subscribe,
-            (Field("channel", CHANNEL, required=True), Field("since", POSITION)),
+            (
+                Field("channel", CHANNEL, required=True),
+                Field("since", POSITION),
+                Field("token", TOKEN),
+            ),
             Permission.SUBSCRIBE,
+            grant="token",
+        ),
+        Command(
+            "sub_refresh",
+            subscriptions.sub_refresh,
+            (Field("channel", CHANNEL, required=True), Field("token", TOKEN, required=True)),
+            Permission.SUBSCRIBE,
+            grant="token",
         ),
         Command(
             "unsubscribe", subscriptions.unsubscribe, (Field("channel", CHANNEL, required=True),)

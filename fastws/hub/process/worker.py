@@ -42,10 +42,11 @@ import sys
 from typing import Any
 
 from fastws.hub.broker import create_broker
-from fastws.hub.config import ChannelOptions, ConfigError, HubConfig
+from fastws.hub.config import ConfigError, HubConfig
 from fastws.hub.ipc import MessageStream, PendingRequests
 from fastws.hub.logs import setup_logging
 from fastws.hub.metrics import hub_samples
+from fastws.hub.namespaces import Namespace
 from fastws.hub.protocol import codes
 
 logger = logging.getLogger("fastws.hub")
@@ -65,8 +66,8 @@ def config_from_dict(values: dict[str, Any]) -> HubConfig:
     (a newer worker may no longer know an option an older master still sends)."""
     known = {f.name for f in dataclasses.fields(HubConfig)}
     values = {k: v for k, v in values.items() if k in known}
-    if "channels" in values:
-        values["channels"] = [ChannelOptions(**c) for c in values["channels"]]
+    if "namespaces" in values:
+        values["namespaces"] = [Namespace(**n) for n in values["namespaces"]]
     return HubConfig(**values).validate()
 
 

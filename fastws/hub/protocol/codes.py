@@ -31,8 +31,8 @@ BROKER_UNAVAILABLE = 503
 ERRORS: dict[int, str] = {
     BAD_REQUEST: "bad request: malformed command, unknown field, bad channel name",
     UNAUTHORIZED: "unauthorized: not connected yet, or a bad token",
-    PERMISSION_DENIED: "permission denied: the token does not allow this",
-    NOT_FOUND: "not found: unknown method or API endpoint",
+    PERMISSION_DENIED: "permission denied: neither the namespace nor the token allows this",
+    NOT_FOUND: "not found: unknown method or API endpoint, or a channel of no declared namespace",
     ALREADY_SUBSCRIBED: "already subscribed to this channel",
     UNRECOVERABLE_POSITION: "unrecoverable position: history no longer holds it",
     MESSAGE_TOO_LARGE: "message too large",
