@@ -312,13 +312,13 @@ def fastws_command(*args: str) -> subprocess.CompletedProcess:
 @run_async(loops=("uvloop",), timeout=60)
 async def test_operator_tokens_are_accepted_by_a_hub_with_the_same_keys(secret_file: str) -> None:
     made = fastws_command(
-        "gentoken", "--user", "olga", "--ttl", "600", "--channels", "room:*",
+        "gentoken", "--user", "olga", "--ttl", "600", "--channels", "chat:*",
         "--jwt-secret-file", secret_file,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     connection = made.stdout.strip()
     claims = jwt.decode(connection, HUB_SECRET, algorithms=["HS256"])
-    assert claims["sub"] == "olga" and claims["channels"] == ["room:*"]
+    assert claims["sub"] == "olga" and claims["channels"] == ["chat:*"]
     assert 590 <= claims["exp"] - claims["iat"] <= 600
     made = fastws_command(
         "--jwt-secret-file", secret_file, "gensubtoken", "--user", "olga", "--channel", "$vip:1",
@@ -337,8 +337,8 @@ async def test_operator_tokens_are_accepted_by_a_hub_with_the_same_keys(secret_f
     assert refused.returncode == 2 and "no token key" in refused.stderr
     async with RunningHub("--jwt-secret-file", secret_file, insecure=False) as hub:
         client = await HubClient.open(hub.port, token=connection)
-        await client.result("subscribe", {"channel": "room:a"})
-        code, _ = await client.error("subscribe", {"channel": "plain:a"})
+        await client.result("subscribe", {"channel": "chat:a"})  # a default namespace
+        code, _ = await client.error("subscribe", {"channel": "lobby"})
         assert code == 403
         await client.close()
 

@@ -15,15 +15,15 @@ const PYTHON = process.env.PYTHON ?? "python3";
 
 // History deep enough that a subscriber away during a restart under load recovers everything.
 const CONFIG = `
-[[channels]]
-pattern = "chat:*"
+[[namespaces]]
+name = "chat"
 history_size = 100
 history_ttl = 300
 presence = true
 join_leave = true
 
-[[channels]]
-pattern = "load:*"
+[[namespaces]]
+name = "load"
 history_size = 100000
 history_ttl = 300
 `;
@@ -31,7 +31,7 @@ history_ttl = 300
 /** An HS256 JWT for `sub`, as PyJWT makes them; every permission unless `claims` says otherwise. */
 export function makeToken(sub, claims = {}) {
   const encode = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
-  const body = `${encode({ alg: "HS256", typ: "JWT" })}.${encode({ sub, channels: ["*"], publish: ["*"], send: ["*"], ...claims })}`;
+  const body = `${encode({ alg: "HS256", typ: "JWT" })}.${encode({ sub, channels: ["*"], publish: ["*"], history: ["*"], presence: ["*"], send: ["*"], ...claims })}`;
   return `${body}.${createHmac("sha256", SECRET).update(body).digest("base64url")}`;
 }
 
