@@ -3,8 +3,8 @@ messages, JWT auth and an HTTP API, over the protocol in docs/protocol.md.
 
 Modules map to concepts: ``config`` (options), ``auth`` (tokens), ``channels``
 (names and patterns), ``namespaces`` and ``permissions`` (who may do what),
-``protocol`` and ``messages`` (the protocol's codes,
-encodings and shapes), ``broker`` (the interface and the memory, local and Redis
+``protocol`` and ``messages`` (the protocol's codes, encodings and shapes),
+``broker`` (the interface and the memory, local and Redis
 brokers), ``node`` (registry and fan-out), ``commands`` (every command, once),
 ``session`` (one connection), ``api`` (HTTP API), ``app`` (the server on one
 port), ``process`` (a master and its workers), ``client`` (a Python client).
