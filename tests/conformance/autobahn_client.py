@@ -59,7 +59,7 @@ class EchoListener(fastws.Listener):
     """Sends every message back as it came, from inside the read that completed it."""
 
     def on_message(self, ws: fastws.WebSocket, opcode: int, payload: memoryview) -> None:
-        ws.send_frame(opcode, payload)
+        ws.send_message(opcode, payload)
 
 
 async def echo_with_listener(url: str) -> None:
