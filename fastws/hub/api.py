@@ -1,8 +1,11 @@
 """The HTTP API, on the hub's port: a backend publishes, sends and inspects with it.
 
 Every endpoint lives under ``/api/v1/`` and, as an alias of the current
-version, under ``/api/``. Requests carry ``Authorization: apikey KEY``; without
-a configured key the API does not exist (404). Answers are JSON: ``{"result":
+version, under ``/api/``; a request may pin the version in an ``API-Version``
+header (an unknown one is refused with 400 naming those supported). Requests
+carry ``Authorization: apikey KEY``; without a configured key the API does not
+exist (404). ``GET /api/v1/openapi.json`` (no key needed) describes every
+endpoint, built from the command table. Answers are JSON: ``{"result":
 ...}`` with 200, or ``{"error": {"code": N, "message": S}}`` with N as the
 status (400 bad JSON or fields, 401 key, 404 unknown, 405 method, 413 body too
 large, 503 broker unavailable).
@@ -19,7 +22,9 @@ from typing import Any
 import orjson
 
 from fastws.handshake import Request
-from fastws.hub.commands import API_COMMANDS, Context, as_hub_error
+from fastws.hub.commands import API_COMMANDS, as_hub_error
+from fastws.hub.commands.openapi import API_VERSIONS, openapi_document
+from fastws.hub.commands.server_api import ServerApi
 from fastws.hub.node import Node
 from fastws.hub.protocol import codes
 from fastws.server import Response
@@ -43,12 +48,13 @@ class HttpApi:
     """Decodes ``/api/...`` requests, runs the command of the endpoint's name (as the server,
     which holds every permission) and encodes its answer."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, server_api: ServerApi) -> None:
         self.node = node
         config = node.config
         self.key = config.api_key.encode() if config.api_key else None
         self.max_body_size = config.max_body_size
-        self.context = Context(node)  # the server API: every permission
+        self.context = server_api.context  # the server API: every permission
+        self.openapi = orjson.dumps(openapi_document())
 
     async def handle(self, request: Request) -> Response:
         try:
@@ -66,6 +72,14 @@ class HttpApi:
             return self.dev_token(request)
         if self.key is None:
             raise _fail(codes.NOT_FOUND, "the HTTP API is off: no api_key is configured")
+        version = request.headers.get("api-version")
+        if version is not None and version.strip() not in API_VERSIONS:
+            raise _fail(
+                codes.BAD_REQUEST,
+                f"API-Version {version!r} is not supported; supported: {', '.join(API_VERSIONS)}",
+            )
+        if name == "openapi.json" and request.method == "GET":
+            return Response(200, self.openapi, content_type=JSON_TYPE)
         self._authorize(request)
         command = API_COMMANDS.get(name)
         if command is None:

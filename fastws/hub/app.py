@@ -32,6 +32,7 @@ from fastws.handshake import Request, header_tokens
 from fastws.hub.api import HttpApi, error_response, json_response
 from fastws.hub.auth import Authenticator
 from fastws.hub.broker import Broker, create_broker
+from fastws.hub.commands.server_api import ServerApi
 from fastws.hub.config import HubConfig, redact_url
 from fastws.hub.metrics import CONTENT_TYPE, LoopLag, hub_samples, merge, render
 from fastws.hub.node import Node
@@ -113,7 +114,9 @@ class Hub:
         self.config = config
         self.auth = Authenticator(config)
         self.node = Node(config, broker if broker is not None else create_broker(config), self.auth)
-        self.api = HttpApi(self.node)
+        self.server_api = ServerApi(self.node)
+        """The server API as Python calls (``fastws.hub.commands.server_api``)."""
+        self.api = HttpApi(self.node, self.server_api)
         self.server: Server | None = None
         self.internal_server: Server | None = None
         self.sock = sock  # a listening socket to serve instead of binding host:port

@@ -27,7 +27,8 @@ MAX_CHANNEL_LENGTH = 255
 EVERYTHING = "*"
 SEGMENT_WILDCARD = ":*"
 
-_NAME = re.compile(r"[A-Za-z0-9_:.@$#/,\-]+")
+NAME_CHARACTERS = r"A-Za-z0-9_:.@$#/,\-"  # a regular expression's character class
+_NAME = re.compile(f"[{NAME_CHARACTERS}]+")
 
 
 def channel_error(channel: object) -> str | None:

@@ -86,6 +86,11 @@ def subscribe_reply(
     }
 
 
+def subscribe_push(channel: str, reply: dict[str, Any]) -> dict[str, Any]:
+    """A subscription the server made: the subscribe reply's fields, with the channel."""
+    return {"push": "subscribe", "channel": channel, **reply}
+
+
 def presence_reply(wire: Wire, clients: dict[str, ClientInfo]) -> dict[str, Any]:
     return {
         "clients": {
@@ -112,6 +117,7 @@ __all__ = [
     "presence_reply",
     "publication_item",
     "publication_push",
+    "subscribe_push",
     "subscribe_reply",
     "unsubscribe_push",
 ]

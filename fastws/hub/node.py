@@ -14,6 +14,12 @@ released, skipping offsets the reply already held. The subscribe command
 (``commands/subscriptions.py``) drives that sequence; the node keeps the
 per-channel state it needs.
 
+The server API reaches connections on every node through control messages
+(``control``): each node acts on those of its own connections that a message
+names. Every node also announces what it holds (connections, channels with
+their subscriber counts) every ``ANNOUNCE_INTERVAL`` seconds, which is what
+the API's cluster-wide ``info`` and ``channels`` read.
+
 Commands that call the broker run through ``run``: against the in-memory
 broker (``inline``) they complete at once without a task; otherwise each is a
 task, and replies carry ids, so their order may differ from the commands'.
@@ -27,8 +33,12 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Generator, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+import fastws
 from fastws.hub import messages
 from fastws.hub.auth import Authenticator
 from fastws.hub.broker import (
@@ -52,6 +62,7 @@ logger = logging.getLogger("fastws.hub")
 
 TICK = 1.0  # seconds between checks of connect deadlines and token expiry
 FLUSH_TIMEOUT = 1.0  # seconds commands in flight get to reach the broker at close
+ANNOUNCE_INTERVAL = 2.0  # seconds between a node's announcements; each lives three times as long
 
 
 class Subscription:
@@ -145,6 +156,7 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._presence_timer: asyncio.TimerHandle | None = None
+        self._announce_timer: asyncio.TimerHandle | None = None
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -152,6 +164,7 @@ class Node:
         self._loop = asyncio.get_running_loop()
         await self.broker.start(self)
         self._timer = self._loop.call_later(TICK, self._tick)
+        self._announce_timer = self._loop.call_later(0, self._announce_now)
         if self.broker.presence_expires:
             self._presence_timer = self._loop.call_later(
                 self.broker.presence_ttl / 3, self._refresh_presence
@@ -164,7 +177,7 @@ class Node:
 
     async def close(self) -> None:
         """Stop the timers, let commands in flight reach the broker (bounded), close it."""
-        for timer in (self._timer, self._presence_timer):
+        for timer in (self._timer, self._presence_timer, self._announce_timer):
             if timer is not None:
                 timer.cancel()
         if self._tasks:
@@ -264,6 +277,78 @@ class Node:
         self._presence_timer = self._loop.call_later(
             self.broker.presence_ttl / 3, self._refresh_presence
         )
+
+    # -- the cluster ----------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """What this node announces to the others (JSON-ready)."""
+        return {
+            "node": self.id,
+            "version": fastws.__version__,
+            "started_at": self.started_at,
+            "connections": len(self.sessions),
+            "users": len(self.users),
+            "subscriptions": sum(len(s.subscribers) for s in self.channels.values()),
+            "channels": {name: len(state.subscribers) for name, state in self.channels.items()},
+        }
+
+    async def announce(self) -> None:
+        """Tell the other nodes what this one holds now."""
+        summary = orjson.dumps(self.summary())
+        await self.broker.announce(self.id, summary, 3 * ANNOUNCE_INTERVAL)
+
+    def _announce_now(self) -> None:
+        async def announce() -> None:
+            try:
+                await self.announce()
+            except Exception as exc:
+                logger.info("fastws hub: announcing the node failed: %s", exc)
+
+        if self.broker.healthy:
+            self.run(announce())
+        self._announce_timer = self._loop.call_later(ANNOUNCE_INTERVAL, self._announce_now)
+
+    async def cluster(self) -> list[dict[str, Any]]:
+        """Every live node's announcement, this node's as it is now, sorted by node id."""
+        await self.announce()
+        nodes = [orjson.loads(info) for info in (await self.broker.nodes()).values()]
+        return sorted(nodes, key=lambda node: node["node"])
+
+    async def control(self, operation: dict[str, Any]) -> None:
+        """Have every node (this one included) apply ``operation`` to its connections."""
+        await self.broker.control(orjson.dumps(operation))
+
+    def on_control(self, data: bytes) -> None:
+        """An operation of the server API: ``user`` and ``client`` (either may be None)
+        name the connections it is for; the connections of this node among them act."""
+        operation = orjson.loads(data)
+        user, client = operation.get("user"), operation.get("client")
+        if client is not None:
+            session = self.sessions.get(client)
+            targets = () if session is None or user not in (None, session.credentials.user) else (session,)
+        else:
+            targets = tuple(self.users.get(user, ()))
+        kind = operation["op"]
+        for session in targets:
+            if kind == "disconnect":
+                disconnect = codes.Disconnect(
+                    operation["code"], operation["reason"], operation["reconnect"]
+                )
+                session.disconnect(disconnect)
+            elif kind == "refresh":
+                if operation["expired"]:
+                    session.disconnect(codes.TOKEN_EXPIRED)
+                else:
+                    self.refresh(session, operation["expire_at"])
+            elif kind == "subscribe":
+                session.subscribe_by_server(operation["channel"])
+            elif kind == "unsubscribe":
+                session.unsubscribe_by_server(operation["channel"])
+
+    def refresh(self, session: Session, expires_at: float | None) -> None:
+        """The connection now expires at ``expires_at`` (None: never)."""
+        session.credentials = replace(session.credentials, expires_at=expires_at)
+        self.expires(session, expires_at)
 
     # -- channel membership -------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 from fastws.errors import ConnectionClosed
@@ -23,7 +24,13 @@ from fastws.hub import messages
 from fastws.hub.auth import Credentials
 from fastws.hub.broker import ClientInfo
 from fastws.hub.commands import CLIENT_COMMANDS, Command, Context, Reply, as_hub_error
-from fastws.hub.commands.subscriptions import leave, leave_all, quietly
+from fastws.hub.commands.subscriptions import (
+    leave,
+    leave_all,
+    quietly,
+    subscribe_by_server,
+    unsubscribe_by_server,
+)
 from fastws.hub.limiter import TokenBucket
 from fastws.hub.node import Node, Subscription
 from fastws.hub.protocol import codes
@@ -139,6 +146,10 @@ class Session(Listener):
         if not self.closed:
             self._send_encoded(self.wire.dumps(message), kind)
 
+    def push_message(self, message: Any, kind: str) -> None:
+        """A push built for this connection alone."""
+        self._send(message, kind)
+
     def _send_encoded(self, data: bytes, kind: str) -> None:
         self.stats.sent(kind, 1, len(data))
         with contextlib.suppress(ConnectionClosed):  # closing: the message has no reader
@@ -172,7 +183,7 @@ class Session(Listener):
             return
         reason = reason or disconnect.reason
         self._send(
-            messages.disconnect_push(codes.Disconnect(disconnect.code, reason)), "disconnect"
+            messages.disconnect_push(replace(disconnect, reason=reason)), "disconnect"
         )
         self._close_now(disconnect.code, reason)
 
@@ -293,6 +304,16 @@ class Session(Listener):
         del self.subscriptions[channel]
         self._send(messages.unsubscribe_push(channel, SUBSCRIPTION_EXPIRED), "unsubscribe")
         self.node.run(quietly(leave(self, sub)))
+
+    def subscribe_by_server(self, channel: str) -> None:
+        """The server API subscribes this connection: a ``subscribe`` push, then publications."""
+        if not self.closed:
+            self.node.run(subscribe_by_server(self, channel))
+
+    def unsubscribe_by_server(self, channel: str) -> None:
+        """The server API unsubscribes this connection: an ``unsubscribe`` push."""
+        if not self.closed and channel in self.subscriptions:
+            self.node.run(unsubscribe_by_server(self, channel))
 
     def connected(self, credentials: Credentials) -> None:
         """``connect`` succeeded: this connection now has an id and a user."""

@@ -10,7 +10,12 @@ import pytest
 from fastws.hub.broker import BrokerUnavailable, ClientInfo, PublishOptions, StreamPosition
 from fastws.hub.broker.local import BrokerHost, LocalBroker
 from fastws.hub.broker.memory import MemoryBroker
-from tests.support.brokers import Sink, check_binary_data, check_reverse_history
+from tests.support.brokers import (
+    Sink,
+    check_binary_data,
+    check_reverse_history,
+    check_server_api_support,
+)
 from tests.support.loops import run_async
 
 HISTORY = PublishOptions(history_size=10, history_ttl=60)
@@ -105,6 +110,20 @@ async def test_history_read_in_reverse_through_the_host() -> None:
         await check_reverse_history(broker, "r")
     finally:
         await broker.close()
+        await host.close()
+
+
+@run_async()
+async def test_control_messages_reach_every_worker() -> None:
+    host = BrokerHost(MemoryBroker())
+    await host.start()
+    (one, sink1, _), (two, sink2, _) = [await attach(host, n) for n in ("one", "two")]
+    try:
+        await check_server_api_support(one, [sink1, sink2], "s")
+        assert await two.nodes() == await one.nodes()
+    finally:
+        await one.close()
+        await two.close()
         await host.close()
 
 

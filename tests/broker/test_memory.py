@@ -6,7 +6,13 @@ import pytest
 
 from fastws.hub.broker import BrokerUnavailable, ClientInfo, PublishOptions, StreamPosition
 from fastws.hub.broker.memory import MemoryBroker
-from tests.support.brokers import Clock, Sink, check_binary_data, check_reverse_history
+from tests.support.brokers import (
+    Clock,
+    Sink,
+    check_binary_data,
+    check_reverse_history,
+    check_server_api_support,
+)
 from tests.support.loops import run_async
 
 HISTORY = PublishOptions(history_size=3, history_ttl=10.0)
@@ -77,6 +83,24 @@ async def test_history_read_in_reverse() -> None:
 async def test_binary_data_round_trips() -> None:
     broker, sink = await started()
     await check_binary_data(broker, sink, "b")
+    await broker.close()
+
+
+@run_async(loops=("asyncio",))
+async def test_control_messages_history_removal_and_node_announcements() -> None:
+    broker, sink = await started()
+    await check_server_api_support(broker, [sink], "s")
+    await broker.close()
+
+
+@run_async(loops=("asyncio",))
+async def test_node_announcements_expire() -> None:
+    clock = Clock()
+    broker, _ = await started(clock)
+    await broker.announce("a", b"1", 10)
+    await broker.announce("b", b"2", 30)
+    clock.now += 20
+    assert await broker.nodes() == {"b": b"2"}
     await broker.close()
 
 

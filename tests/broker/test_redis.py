@@ -11,7 +11,12 @@ import fastws.hub.broker.redis.scripts as rs
 from fastws.hub.broker import BrokerUnavailable, ClientInfo, PublishOptions, StreamPosition
 from fastws.hub.broker.redis import RedisBroker
 from fastws.hub.metrics import broker_samples
-from tests.support.brokers import Sink, check_binary_data, check_reverse_history
+from tests.support.brokers import (
+    Sink,
+    check_binary_data,
+    check_reverse_history,
+    check_server_api_support,
+)
 from tests.support.loops import run_async
 from tests.support.redis import RedisServer
 
@@ -88,6 +93,29 @@ async def test_history_positions_and_epochs(redis_server: RedisServer) -> None:
 async def test_history_read_in_reverse(redis_server: RedisServer) -> None:
     broker, _ = await started([redis_server.url])
     await check_reverse_history(broker, "r")
+    await broker.close()
+
+
+@run_async()
+async def test_control_messages_reach_every_node(redis_server: RedisServer) -> None:
+    one, sink1 = await started([redis_server.url])
+    two, sink2 = await started([redis_server.url])
+    try:
+        await check_server_api_support(one, [sink1, sink2], "s")
+        assert await two.nodes() == await one.nodes()
+    finally:
+        await one.close()
+        await two.close()
+
+
+@run_async()
+async def test_node_announcements_expire(redis_server: RedisServer) -> None:
+    broker, _ = await started([redis_server.url])
+    await broker.announce("short", b"1", 0.05)
+    await broker.announce("long", b"2", 60)
+    await asyncio.sleep(0.1)
+    nodes = await broker.nodes()
+    assert "short" not in nodes and nodes["long"] == b"2"
     await broker.close()
 
 

@@ -20,17 +20,24 @@ def test_every_command_is_reachable_and_names_its_permission_target() -> None:
         "publish": "POST",
         "broadcast": "POST",
         "send": "POST",
+        "subscribe": "POST",
+        "unsubscribe": "POST",
         "disconnect": "POST",
+        "refresh": "POST",
         "presence": "GET",
+        "presence_stats": "GET",
         "history": "GET",
+        "history_remove": "POST",
+        "channels": "GET",
         "info": "GET",
+        "batch": "POST",
     }
-    for command in COMMANDS.values():
+    for command in COMMANDS:
         if command.permission is not None:
             assert command.target in {f.name for f in command.fields if f.required}
         if command.grant is not None:
             assert command.grant in {f.name for f in command.fields}
-    assert {c.name: c.permission for c in COMMANDS.values() if c.permission} == {
+    assert {c.name: c.permission for c in COMMANDS if c.permission} == {
         "subscribe": Permission.SUBSCRIBE,
         "sub_refresh": Permission.SUBSCRIBE,
         "publish": Permission.PUBLISH,
@@ -53,25 +60,31 @@ def test_every_command_is_reachable_and_names_its_permission_target() -> None:
         ("history", {"channel": "a", "since": {"epoch": "e"}}, "since must be"),
         ("broadcast", {"channels": "a", "data": 1}, "array of channel names"),
         ("disconnect", {"user": "u", "reason": "x" * 101}, "at most 100 bytes"),
+        ("disconnect", {"user": "u", "code": 1000}, "from 4000 to 4999"),
+        ("channels", {"pattern": "a*b"}, "whole segments"),
+        ("batch", {"commands": [1]}, "array of at most 1000 objects"),
+        ("unsubscribe", {"user": "u", "channel": "c", "client": ""}, "non-empty string"),
     ],
 )
 def test_fields_are_checked_once_for_every_caller(name: str, params: dict, why: str) -> None:
     with pytest.raises(codes.HubError) as caught:
-        COMMANDS[name].check(params)
+        API_COMMANDS[name].check(params)
     assert caught.value.code == codes.BAD_REQUEST and why in caught.value.message
 
 
 def test_checked_values_are_converted_and_defaults_filled_in() -> None:
-    values = COMMANDS["history"].check({"channel": "a", "since": {"epoch": "e", "offset": 3}})
+    values = API_COMMANDS["history"].check({"channel": "a", "since": {"epoch": "e", "offset": 3}})
     assert values["limit"] is None and values["since"].offset == 3
-    assert COMMANDS["publish"].check({"channel": "a", "data": {"k": 1}})["data"] == b'{"k":1}'
-    assert COMMANDS["disconnect"].check({"user": ""})["reason"] == (
+    assert API_COMMANDS["publish"].check({"channel": "a", "data": {"k": 1}})["data"] == b'{"k":1}'
+    assert API_COMMANDS["disconnect"].check({"user": ""})["reason"] == (
         codes.DISCONNECTED_BY_API.reason
     )
-    assert COMMANDS["history"].from_query({"channel": "a", "limit": "7"}) == {
+    assert API_COMMANDS["history"].from_query({"channel": "a", "limit": "7"}) == {
         "channel": "a",
         "limit": 7,
     }
+    since = API_COMMANDS["history"].from_query({"channel": "a", "since": "ep:och:12"})["since"]
+    assert (since.epoch, since.offset) == ("ep:och", 12)
 
 
 @run_async()

@@ -29,6 +29,9 @@ class Sink:
     def on_disconnect_user(self, user, code, reason):
         self.events.append(("disconnect", user, code, reason))
 
+    def on_control(self, data):
+        self.events.append(("control", data))
+
     async def wait(self, count: int, timeout: float = 5.0) -> list[tuple]:
         """The events once at least ``count`` have arrived."""
         await until(lambda: len(self.events) >= count, f"{count} broker events", timeout, 0.005)
@@ -102,3 +105,39 @@ async def check_binary_data(broker: Broker, sink: Sink, channel: str) -> None:
     history = await broker.history(channel, None, None)
     assert [p.data for p in history.publications] == payloads
     assert decode(history.publications[0].data) == bytes(range(256))
+
+
+async def check_server_api_support(broker: Broker, sinks: list[Sink], channel: str) -> None:
+    """What the server API's cluster-wide operations need: a control message reaches every
+    node (``sinks``, this one first), binary bytes intact; removing history keeps the stream
+    position; node announcements replace each other and are read back by node id."""
+    await broker.control(b"\x00{\"op\": 1},\r\n")
+    for sink in sinks:
+        await until(
+            lambda sink=sink: ("control", b"\x00{\"op\": 1},\r\n") in sink.events,
+            "a control message on every node",
+            5.0,
+            0.005,
+        )
+
+    options = PublishOptions(history_size=10, history_ttl=60)
+    for i in range(3):
+        position = await broker.publish(channel, b"%d" % i, None, options)
+    await broker.remove_history(channel)
+    result = await broker.history(channel, None, None)
+    assert result.position == position
+    assert result.publications == []
+    after = await broker.publish(channel, b"3", None, options)
+    assert after == StreamPosition(position.offset + 1, position.epoch)
+    result = await broker.history(channel, position, None)
+    assert [p.data for p in result.publications] == [b"3"]
+    await broker.remove_history("never-used")
+
+    await broker.announce("node-a", b"\x00a,1", 60)
+    await broker.announce("node-b", b"b", 60)
+    await broker.announce("node-a", b"a,2", 60)
+    nodes = await broker.nodes()
+    assert {k: v for k, v in nodes.items() if k.startswith("node-")} == {
+        "node-a": b"a,2",
+        "node-b": b"b",
+    }

@@ -19,6 +19,12 @@ fits the same shape:
   entries expire unless the node refreshes them, see ``presence_expires``).
 - user messages and user disconnects are addressed to a user id; every node
   with connections of that user acts on them.
+- control messages go to every node, this one included: the server API's
+  cluster-wide operations (subscribe a user, disconnect a client, refresh...)
+  travel as opaque bytes the nodes decode (``Node.on_control``).
+- nodes announce themselves (what they hold, as opaque bytes) every few
+  seconds with a time to live; ``nodes`` reads every live announcement, which
+  is how the server API answers about the whole cluster.
 
 Publication data is passed as bytes encoded once by the publisher's node
 (JSON text, or binary data behind a ``0x00`` marker: ``fastws.hub.protocol.data``);
@@ -105,6 +111,8 @@ class BrokerSink(Protocol):
     def on_user_message(self, user: str, sender: str | None, data: bytes) -> None: ...
 
     def on_disconnect_user(self, user: str, code: int, reason: str) -> None: ...
+
+    def on_control(self, data: bytes) -> None: ...
 
 
 class Broker:
@@ -202,6 +210,22 @@ class Broker:
 
     async def disconnect_user(self, user: str, code: int, reason: str) -> None:
         """Close every connection of ``user`` on every node."""
+        raise NotImplementedError
+
+    async def control(self, data: bytes) -> None:
+        """Deliver ``data`` to every node, this one included (``on_control``)."""
+        raise NotImplementedError
+
+    async def remove_history(self, channel: str) -> None:
+        """Drop the publications history holds; the stream position stays as it is."""
+        raise NotImplementedError
+
+    async def announce(self, node: str, info: bytes, ttl: float) -> None:
+        """Keep ``info`` about ``node`` for ``ttl`` seconds, replacing what it said before."""
+        raise NotImplementedError
+
+    async def nodes(self) -> dict[str, bytes]:
+        """Every node's last announcement that has not expired, by node id."""
         raise NotImplementedError
 
 

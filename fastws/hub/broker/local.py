@@ -24,6 +24,7 @@ Messages (msgpack arrays):
                        [JOIN | LEAVE, channel, client, user, info]
                        [USER_MESSAGE, user, sender, data]
                        [DISCONNECT_USER, user, code, reason]
+                       [CONTROL, data]
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from fastws.hub.ipc import MessageStream, PendingRequests, packb
 logger = logging.getLogger("fastws.hub")
 
 REQUEST, REPLY, FAILURE = 0, 1, 2
-PUBLICATION, JOIN, LEAVE, USER_MESSAGE, DISCONNECT_USER = 10, 11, 12, 13, 14
+PUBLICATION, JOIN, LEAVE, USER_MESSAGE, DISCONNECT_USER, CONTROL = 10, 11, 12, 13, 14, 15
 
 
 def _now(coro: Coroutine) -> Any:
@@ -109,6 +110,10 @@ class BrokerHost:
             "publish_leave": self._publish_leave,
             "send_to_user": self._send_to_user,
             "disconnect_user": self._disconnect_user,
+            "control": self._control,
+            "remove_history": self._remove_history,
+            "announce": self._announce,
+            "nodes": self._nodes,
         }
 
     async def start(self) -> None:
@@ -201,6 +206,18 @@ class BrokerHost:
     def _disconnect_user(self, peer: _Peer, user: str, code: int, reason: str) -> None:
         _now(self.broker.disconnect_user(user, code, reason))
 
+    def _control(self, peer: _Peer, data: bytes) -> None:
+        _now(self.broker.control(data))
+
+    def _remove_history(self, peer: _Peer, channel: str) -> None:
+        _now(self.broker.remove_history(channel))
+
+    def _announce(self, peer: _Peer, node: str, info: bytes, ttl: float) -> None:
+        _now(self.broker.announce(node, info, ttl))
+
+    def _nodes(self, peer: _Peer) -> dict[str, bytes]:
+        return _now(self.broker.nodes())
+
     def _forget(self, peer: _Peer) -> None:
         """A worker is gone: drop its interests and the presence of its clients."""
         self.peers.discard(peer)
@@ -240,6 +257,9 @@ class BrokerHost:
 
     def on_disconnect_user(self, user: str, code: int, reason: str) -> None:
         self._to_all([DISCONNECT_USER, user, code, reason])
+
+    def on_control(self, data: bytes) -> None:
+        self._to_all([CONTROL, data])
 
 
 class LocalBroker(Broker):
@@ -308,6 +328,8 @@ class LocalBroker(Broker):
             sink.on_user_message(*message[1:])
         elif kind == DISCONNECT_USER:
             sink.on_disconnect_user(*message[1:])
+        elif kind == CONTROL:
+            sink.on_control(message[1])
 
     # -- the Broker interface ------------------------------------------------------------
 
@@ -360,6 +382,18 @@ class LocalBroker(Broker):
 
     async def disconnect_user(self, user: str, code: int, reason: str) -> None:
         await self._call("disconnect_user", user, code, reason)
+
+    async def control(self, data: bytes) -> None:
+        await self._call("control", data)
+
+    async def remove_history(self, channel: str) -> None:
+        await self._call("remove_history", channel)
+
+    async def announce(self, node: str, info: bytes, ttl: float) -> None:
+        await self._call("announce", node, info, ttl)
+
+    async def nodes(self) -> dict[str, bytes]:
+        return await self._call("nodes")
 
 
 __all__ = ["BrokerHost", "LocalBroker"]

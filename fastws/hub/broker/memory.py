@@ -68,6 +68,7 @@ class MemoryBroker(Broker):
         self._streams: dict[str, _Stream] = {}
         self._interest: set[str] = set()
         self._presence: dict[str, dict[str, ClientInfo]] = {}
+        self._nodes: dict[str, tuple[float, bytes]] = {}  # node -> (expires at, info)
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -204,6 +205,27 @@ class MemoryBroker(Broker):
 
     async def disconnect_user(self, user: str, code: int, reason: str) -> None:
         self._deliver(self._check().on_disconnect_user, user, code, reason)
+
+    async def control(self, data: bytes) -> None:
+        self._deliver(self._check().on_control, data)
+
+    async def remove_history(self, channel: str) -> None:
+        self._check()
+        stream = self._streams.get(channel)
+        if stream is not None:
+            stream.items.clear()
+
+    async def announce(self, node: str, info: bytes, ttl: float) -> None:
+        self._check()
+        self._nodes[node] = (self._clock() + ttl, info)
+
+    async def nodes(self) -> dict[str, bytes]:
+        self._check()
+        now = self._clock()
+        for node, (expires, _) in list(self._nodes.items()):
+            if expires <= now:
+                del self._nodes[node]
+        return {node: info for node, (_, info) in self._nodes.items()}
 
 
 __all__ = ["MemoryBroker"]

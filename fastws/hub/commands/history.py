@@ -1,4 +1,4 @@
-"""Reading a channel's history."""
+"""Reading a channel's history, and emptying it."""
 
 from __future__ import annotations
 
@@ -39,4 +39,10 @@ async def history(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return messages.history_reply(ctx.wire, result)
 
 
-__all__ = ["history"]
+async def history_remove(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Drop what history holds; the stream position stays, so no client sees a new epoch."""
+    await ctx.node.broker.remove_history(params["channel"])
+    return {}
+
+
+__all__ = ["history", "history_remove"]

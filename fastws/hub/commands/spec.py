@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fastws.hub.broker import BrokerUnavailable, StreamPosition
-from fastws.hub.channels import channel_error
+from fastws.hub.channels import MAX_CHANNEL_LENGTH, NAME_CHARACTERS, channel_error, pattern_error
 from fastws.hub.permissions import Permission
 from fastws.hub.protocol import codes
 from fastws.hub.protocol.data import from_base64
@@ -24,6 +24,13 @@ from fastws.hub.protocol.wire import encode_data
 
 if TYPE_CHECKING:
     from fastws.hub.commands.context import Context
+
+
+CHANNEL_REGEX = f"^[{NAME_CHARACTERS}]{{1,{MAX_CHANNEL_LENGTH}}}$"
+PATTERN_REGEX = (
+    rf"^(\*|[{NAME_CHARACTERS}]{{1,{MAX_CHANNEL_LENGTH}}}"
+    rf"|[{NAME_CHARACTERS}]{{0,{MAX_CHANNEL_LENGTH - 2}}}:\*)$"
+)
 
 
 def bad_request(message: str) -> codes.HubError:
@@ -34,13 +41,17 @@ def bad_request(message: str) -> codes.HubError:
 
 
 class FieldType:
-    """Checks one field's value; ``from_text`` reads it from a query string first."""
+    """Checks one field's value; ``from_text`` reads it from a query string first;
+    ``schema`` is the JSON Schema of the values it accepts (the OpenAPI document's)."""
 
     def check(self, name: str, value: Any) -> Any:
         return value
 
     def from_text(self, name: str, text: str) -> Any:
         return self.check(name, text)
+
+    def schema(self) -> dict[str, Any]:
+        return {}
 
 
 class Channel(FieldType):
@@ -50,6 +61,22 @@ class Channel(FieldType):
             raise bad_request(error)
         return value
 
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": CHANNEL_REGEX}
+
+
+class Pattern(FieldType):
+    """A channel pattern (``fastws.hub.channels``): a name, ``NAME:*``, or ``*``."""
+
+    def check(self, name: str, value: Any) -> str:
+        error = pattern_error(value)
+        if error is not None:
+            raise bad_request(error)
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": PATTERN_REGEX}
+
 
 class Channels(FieldType):
     """A list of channel names."""
@@ -58,6 +85,9 @@ class Channels(FieldType):
         if not isinstance(value, list):
             raise bad_request(f"{name} must be an array of channel names")
         return [CHANNEL.check(name, channel) for channel in value]
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": CHANNEL.schema()}
 
 
 class Data(FieldType):
@@ -81,6 +111,14 @@ class Text(FieldType):
             raise bad_request(f"{name} must be a string of at most {self.max_bytes} bytes")
         return value
 
+    def schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "string"}
+        if self.non_empty:
+            schema["minLength"] = 1
+        if self.max_bytes is not None:
+            schema["maxLength"] = self.max_bytes // 4  # characters surely within the bytes
+        return schema
+
 
 class Count(FieldType):
     """An integer >= 0."""
@@ -94,6 +132,44 @@ class Count(FieldType):
         if not text.isdigit():
             raise bad_request(f"{name} must be an integer >= 0, not {text!r}")
         return int(text)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "integer", "minimum": 0}
+
+
+class Integer(FieldType):
+    """An integer from ``low`` to ``high``."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low = low
+        self.high = high
+
+    def check(self, name: str, value: Any) -> int:
+        if type(value) is not int or not self.low <= value <= self.high:
+            raise bad_request(f"{name} must be an integer from {self.low} to {self.high}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "integer", "minimum": self.low, "maximum": self.high}
+
+
+class Objects(FieldType):
+    """A list of JSON objects (the commands of a batch), at most ``max_items``."""
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+
+    def check(self, name: str, value: Any) -> list[dict[str, Any]]:
+        if (
+            not isinstance(value, list)
+            or len(value) > self.max_items
+            or not all(isinstance(item, dict) for item in value)
+        ):
+            raise bad_request(f"{name} must be an array of at most {self.max_items} objects")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "maxItems": self.max_items, "items": {"type": "object"}}
 
 
 class Flag(FieldType):
@@ -109,11 +185,17 @@ class Flag(FieldType):
             raise bad_request(f"{name} must be true or false, not {text!r}")
         return text == "true"
 
+    def schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
 
 class Position(FieldType):
-    """A stream position, ``{"epoch": str, "offset": int}``."""
+    """A stream position, ``{"epoch": str, "offset": int}``; in a query string
+    ``EPOCH:OFFSET``."""
 
     def check(self, name: str, value: Any) -> StreamPosition:
+        if type(value) is StreamPosition:  # read from a query string already
+            return value
         if (
             not isinstance(value, dict)
             or set(value) != {"epoch", "offset"}
@@ -125,7 +207,24 @@ class Position(FieldType):
         return StreamPosition(value["offset"], value["epoch"])
 
     def from_text(self, name: str, text: str) -> StreamPosition:
-        raise bad_request(f"{name} cannot be given in a query string")
+        epoch, _, offset = text.rpartition(":")
+        if not offset.isdigit() or not _:
+            raise bad_request(f"{name} must be EPOCH:OFFSET in a query string, not {text!r}")
+        return StreamPosition(int(offset), epoch)
+
+    def schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "epoch": {"type": "string"},
+                "offset": {"type": "integer", "minimum": 0},
+            },
+            "required": ["epoch", "offset"],
+            "additionalProperties": False,
+        }
+
+    def text_schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": "^.*:[0-9]+$"}
 
 
 ANY = FieldType()
@@ -137,6 +236,9 @@ TOKEN = Text(non_empty=True)
 COUNT = Count()
 FLAG = Flag()
 POSITION = Position()
+PATTERN = Pattern()
+CLOSE_CODE = Integer(4000, 4999)
+TIMESTAMP = Integer(0, 2**53)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,15 +359,19 @@ __all__ = [
     "ANY",
     "CHANNEL",
     "CHANNELS",
+    "CLOSE_CODE",
     "COUNT",
     "DATA",
     "FLAG",
+    "PATTERN",
     "POSITION",
     "TOKEN",
+    "TIMESTAMP",
     "USER",
     "Command",
     "Field",
     "FieldType",
+    "Objects",
     "Reply",
     "Text",
     "as_hub_error",

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("fastws.hub")
 
+UNSUBSCRIBED_BY_API = "unsubscribed by the server API"
+
 
 async def subscribe(ctx: Context, params: dict[str, Any]) -> Reply:
     session, node = ctx.session, ctx.node
@@ -61,6 +63,43 @@ async def subscribe(ctx: Context, params: dict[str, Any]) -> Reply:
     publications = result.publications if recovered else []
     reply = messages.subscribe_reply(ctx.wire, position, recovered, publications)
     return Reply(reply, lambda: _start(session, sub, position))
+
+
+async def subscribe_by_server(session: Session, channel: str) -> None:
+    """Subscribe ``session`` as the server API asks: the reply goes out as a ``subscribe``
+    push. Already subscribed, or at the subscription limit: nothing happens (logged)."""
+    try:
+        params = {"channel": channel, "since": None, "token": None}
+        reply = await subscribe(session.context, params)
+    except Exception as exc:
+        logger.info(
+            "fastws hub: server-side subscription of %s to %s failed: %s",
+            session.client_id, channel, exc,
+        )
+        return
+    session.push_message(messages.subscribe_push(channel, reply.result), "subscribe")
+    await reply.then()
+
+
+async def unsubscribe_by_server(session: Session, channel: str) -> None:
+    sub = session.subscriptions.pop(channel, None)
+    if sub is not None:
+        session.push_message(messages.unsubscribe_push(channel, UNSUBSCRIBED_BY_API), "unsubscribe")
+        await quietly(leave(session, sub))
+
+
+async def subscribe_user(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """The server API subscribes every connection of the user, on every node."""
+    operation = {"op": "subscribe", "user": params["user"], "channel": params["channel"]}
+    await ctx.node.control(operation)
+    return {}
+
+
+async def unsubscribe_user(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """The server API unsubscribes the user's connections (or one of them, ``client``)."""
+    operation = {"op": "unsubscribe", "user": params["user"], "channel": params["channel"]}
+    await ctx.node.control({**operation, "client": params["client"]})
+    return {}
 
 
 async def _start(session: Session, sub: Subscription, position: StreamPosition) -> None:
@@ -133,4 +172,15 @@ async def quietly(pending: Coroutine) -> None:
         logger.exception("fastws hub: error while leaving a channel")
 
 
-__all__ = ["leave", "leave_all", "quietly", "sub_refresh", "subscribe", "unsubscribe"]
+__all__ = [
+    "leave",
+    "leave_all",
+    "quietly",
+    "sub_refresh",
+    "subscribe",
+    "subscribe_by_server",
+    "subscribe_user",
+    "unsubscribe",
+    "unsubscribe_by_server",
+    "unsubscribe_user",
+]

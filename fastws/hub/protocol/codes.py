@@ -64,10 +64,11 @@ class Disconnect:
 
     code: int
     reason: str
+    retry: bool | None = None  # None: whether the client reconnects follows from the code
 
     @property
     def reconnect(self) -> bool:
-        return self.code < 4500
+        return self.code < 4500 if self.retry is None else self.retry
 
 
 GOING_AWAY = Disconnect(1001, "server shutting down")

@@ -12,7 +12,8 @@ What lives where (key names and record formats in ``scripts.py``):
   created at random when missing: a flushed or restarted Redis gives a new one.
 - Fan-out: one pub/sub connection per node and Redis server
   (``pubsub.py``), subscribed to a channel only while the node has local
-  subscribers, plus ``fastws:ctl`` for private messages and user disconnects.
+  subscribers, plus ``fastws:ctl`` for private messages, user disconnects and
+  control messages (which go through the first server).
   Every node receives all of ``fastws:ctl`` and drops what is not for its users:
   the cost of a private message is one delivery per node, not per connection.
 - Presence: a hash per channel, each entry carrying its expiry; the owning node
@@ -312,6 +313,8 @@ class RedisBroker(Broker):
                     self._deliver(sink.on_user_message, *rs.decode_user_message(payload))
                 elif kind == rs.USER_DISCONNECT:
                     self._deliver(sink.on_disconnect_user, *rs.decode_user_disconnect(payload))
+                elif kind == rs.CONTROL_MESSAGE:
+                    self._deliver(sink.on_control, payload[1:])
                 return
             channel = shard.channels.get(name)
             if channel is None:
@@ -501,6 +504,28 @@ class RedisBroker(Broker):
         shard = self.shard(user)
         message = rs.encode_user_disconnect(user, code, reason)
         await shard.execute(shard.redis.publish, shard.control, message)
+
+    async def control(self, data: bytes) -> None:
+        shard = self.shards[0]
+        await shard.execute(shard.redis.publish, shard.control, b"c" + data)
+
+    async def remove_history(self, channel: str) -> None:
+        shard = self.shard(channel)
+        await shard.execute(shard.redis.delete, rs.history_key(channel))
+
+    async def announce(self, node: str, info: bytes, ttl: float) -> None:
+        shard = self.shards[0]
+        await shard.execute(
+            shard.add_presence, keys=(rs.NODES_KEY,), args=(node, info, _ms(ttl))
+        )
+
+    async def nodes(self) -> dict[str, bytes]:
+        shard = self.shards[0]
+        flat = await shard.execute(shard.presence, keys=(rs.NODES_KEY,))
+        return {
+            node.decode(): rs.decode_node(record)
+            for node, record in zip(flat[::2], flat[1::2], strict=True)
+        }
 
 
 __all__ = ["RedisBroker"]

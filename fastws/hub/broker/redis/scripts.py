@@ -10,10 +10,12 @@ them all::
                                                           the last publication)
     fastws:{C}:p   hash  client id -> presence record   (expires presence_ttl after
                                                           the last add)
+    fastws:nodes   hash  node id -> node record          (on the first server; each
+                                                          entry expires on its own)
 
 Pub/sub channels: ``fastws:{C}`` carries the channel's publications, joins and
-leaves; ``fastws:ctl`` carries private messages and user disconnects to every
-node. Redis pub/sub ignores the database number, so with a database other than
+leaves; ``fastws:ctl`` carries private messages, user disconnects and control
+messages to every node. Redis pub/sub ignores the database number, so with a database other than
 0 both names get the suffix ``@DB`` and hubs on other databases stay apart.
 
 Records are ``,``-separated decimal fields followed by raw bytes; a user name
@@ -25,6 +27,8 @@ is preceded by its length (-1 when there is none), so no escaping is needed:
     presence record         EXPIRES_MS , ULEN , USER INFO
     user message          m ULEN , SLEN , USER SENDER DATA
     user disconnect       d CODE , ULEN , USER REASON
+    control message       c DATA
+    node record             EXPIRES_MS , INFO
 
 Times come from Redis (``TIME``), so the clocks of the nodes do not matter.
 """
@@ -41,6 +45,8 @@ JOIN = ord("j")
 LEAVE = ord("l")
 USER_MESSAGE = ord("m")
 USER_DISCONNECT = ord("d")
+CONTROL_MESSAGE = ord("c")
+NODES_KEY = "fastws:nodes"
 
 
 def meta_key(channel: str) -> str:
@@ -147,6 +153,11 @@ def decode_user_disconnect(payload: bytes) -> tuple[str, int, str]:
     return rest[:size].decode(), int(code), rest[size:].decode()
 
 
+def decode_node(record: bytes) -> bytes:
+    """The info of a node record (the script put the expiry in front)."""
+    return record.split(b",", 1)[1]
+
+
 # -- scripts ---------------------------------------------------------------------------
 
 _NOW = """
@@ -236,7 +247,7 @@ return {epoch, offset, redis.call('LRANGE', KEYS[2], start, stop)}
 """
 )
 
-# KEYS: presence hash. ARGV: client id, ULEN,USER INFO, ttl ms.
+# KEYS: presence hash (or the nodes hash). ARGV: client id (node id), record, ttl ms.
 ADD_PRESENCE = (
     _NOW
     + """
@@ -247,7 +258,7 @@ return 1
 """
 )
 
-# KEYS: presence hash. Returns {client, record, ...} of live entries; expired
+# KEYS: presence hash (or the nodes hash). Returns {client, record, ...} of live entries; expired
 # ones are removed.
 PRESENCE = (
     _NOW
@@ -270,11 +281,14 @@ return live
 __all__ = [
     "ADD_PRESENCE",
     "CONTROL",
+    "CONTROL_MESSAGE",
+    "NODES_KEY",
     "HISTORY",
     "PRESENCE",
     "PUBLISH",
     "decode_client",
     "decode_history",
+    "decode_node",
     "decode_presence",
     "decode_publication",
     "decode_user_disconnect",
