@@ -41,7 +41,7 @@ ENGINE = (
 ENGINE_CLIENT_SIDE = (*ENGINE[:3], Layer("engine client", ("fastws.client",)))
 
 HUB = (
-    Layer("hub base", ("fastws.hub", "fastws.hub.protocol.*", "fastws.hub.config",
+    Layer("hub base", ("fastws.hub", "fastws.hub.protocol.*", "fastws.hub.namespaces", "fastws.hub.config",
                        "fastws.hub.channels", "fastws.hub.logs", "fastws.hub.tls",
                        "fastws.hub.ipc", "fastws.hub.limiter")),
     Layer("broker", ("fastws.hub.broker.*",)),

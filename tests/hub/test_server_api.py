@@ -45,7 +45,11 @@ async def test_subscribe_and_unsubscribe_a_user_from_the_server() -> None:
         # Subscribed by the server, the client can leave on its own or be told to.
         body = {"user": "alice", "channel": "plain:s", "client": alice2.client_id}
         assert (await api(hub.port, "POST", "/api/v1/unsubscribe", body))[0] == 200
-        assert (await alice2.pushes_of("unsubscribe", 1))[0] == {"push": "unsubscribe", "channel": "plain:s"}
+        assert (await alice2.pushes_of("unsubscribe", 1))[0] == {
+            "push": "unsubscribe",
+            "channel": "plain:s",
+            "reason": "unsubscribed by the server API",
+        }
         await api(hub.port, "POST", "/api/v1/publish", {"channel": "plain:s", "data": "later"})
         assert (await alice1.pushes_of("pub", 1))[0]["data"] == "later"
         await alice2.no_more_pushes()
