@@ -193,10 +193,14 @@ async def test_binary_publications_reach_every_encoding() -> None:
 @run_async()
 async def test_protobuf_presence_errors_messages_and_disconnect() -> None:
     async with running_hub(jwt_secret=SECRET, api_key="key") as hub:
-        ann_token = token("ann", channels=["room:*"], publish=["room:*"], send=["*"])
+        ann_token = token(
+            "ann", channels=["room:*"], publish=["room:*"], presence=["room:*"], send=["*"]
+        )
         ann = await HubClient.open(hub.port, protobuf=True, token=ann_token)
         bob = await HubClient.open(
-            hub.port, protobuf=True, token=token("bob", channels=["*"], info={"name": "Bob"})
+            hub.port,
+            protobuf=True,
+            token=token("bob", channels=["*"], presence=["*"], history=["*"], info={"name": "Bob"}),
         )
         await ann.result("subscribe", {"channel": "room:p"})
         await bob.result("subscribe", {"channel": "room:p"})
