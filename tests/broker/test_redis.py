@@ -109,6 +109,22 @@ async def test_control_messages_reach_every_node(redis_server: RedisServer) -> N
 
 
 @run_async()
+async def test_control_messages_and_history_removal_with_two_shards(make_redis) -> None:
+    urls = [make_redis().url, make_redis().url]
+    one, sink1 = await started(urls)
+    two, sink2 = await started(urls)
+    try:
+        for channel in ("a", "d"):  # one on each server (crc32 % 2)
+            sink1.events.clear()
+            sink2.events.clear()
+            await check_server_api_support(one, [sink1, sink2], channel)
+        assert await two.nodes() == await one.nodes()
+    finally:
+        await one.close()
+        await two.close()
+
+
+@run_async()
 async def test_node_announcements_expire(redis_server: RedisServer) -> None:
     broker, _ = await started([redis_server.url])
     await broker.announce("short", b"1", 0.05)
