@@ -6,7 +6,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "fastws" / "hub" / "broker"
+from tests.support.paths import ROOT
+
+PACKAGE = ROOT / "fastws" / "hub" / "broker"
 PACKAGES = {"fastws.hub.broker", "fastws.hub.broker.redis"}
 ABOVE = ("fastws.hub.process", "fastws.hub.app", "fastws.hub.node", "fastws.hub.session",
          "fastws.hub.api", "fastws.hub.commands", "fastws.hub.metrics")  # fmt: skip

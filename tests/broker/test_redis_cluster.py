@@ -6,18 +6,18 @@ from __future__ import annotations
 import asyncio
 
 from tests.support.hub import HubClient
-from tests.support.hubprocess import dev_token
+from tests.support.hubprocess import dev_token, hub_nodes
 from tests.support.loops import run_async
 from tests.support.polling import until
-from tests.support.redis import RedisServer, hub_nodes
+from tests.support.redis import RedisServer
 
 
 async def token_for(node, user: str) -> str:
-    return await asyncio.to_thread(dev_token, node.port, user)
+    return await dev_token(node.port, user)
 
 
 async def api(node, path: str, body: dict) -> dict:
-    status, reply = await asyncio.to_thread(node.api, path, body)
+    status, reply = await node.api("POST", path, body)
     assert status == 200, (path, status, reply)
     return reply["result"]
 
@@ -88,7 +88,7 @@ async def test_presence_join_and_leave_across_nodes(redis_server: RedisServer) -
         expected = {alice.client_id: {"user": "alice"}, bob.client_id: {"user": "bob"}}
         for client in (alice, bob):  # each asks its own node
             assert (await client.result("presence", {"channel": "room:p"}))["clients"] == expected
-        status, reply = await asyncio.to_thread(b.api_get, "/api/v1/presence?channel=room:p")
+        status, reply = await b.api("GET", "/api/v1/presence?channel=room:p")
         assert status == 200 and reply["result"]["clients"] == expected
         await bob.result("unsubscribe", {"channel": "room:p"})
         (leave,) = await alice.pushes_of("leave", 1)

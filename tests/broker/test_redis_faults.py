@@ -5,26 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 
 from fastws.hub.client import Client
 from tests.support.hub import HubClient
-from tests.support.hubprocess import HubProcess, dev_token
+from tests.support.hubprocess import HubProcess, dev_token, hub_nodes
 from tests.support.loops import run_async
 from tests.support.polling import until
-from tests.support.redis import RedisServer, hub_nodes
+from tests.support.redis import RedisServer
 
 FAST_RETRY = ("--broker-cooldown", "0.2", "--broker-cooldown-max", "1")
 
 
-def ready_state(node: HubProcess) -> tuple[int, dict | str]:
-    status, text = node.probe("/ready")
+async def ready_state(node: HubProcess) -> tuple[int, dict | str]:
+    status, text = await node.probe("/ready")
     return status, (text if status == 200 else json.loads(text))
 
 
 async def publish(node: HubProcess, channel: str, data: object) -> tuple[int, dict]:
-    return await asyncio.to_thread(node.api, "/api/v1/publish", {"channel": channel, "data": data})
+    return await node.api("POST", "/api/v1/publish", {"channel": channel, "data": data})
 
 
 def pubsub_client_id(redis: RedisServer, node: HubProcess) -> str:
@@ -40,8 +38,8 @@ def pubsub_client_id(redis: RedisServer, node: HubProcess) -> str:
 async def test_a_node_started_without_redis_becomes_ready_when_redis_starts(make_redis) -> None:
     redis = make_redis(start=False)
     async with hub_nodes(redis.url, 1, *FAST_RETRY) as (node,):
-        assert node.probe("/health") == (200, "ok")
-        status, body = ready_state(node)
+        assert await node.probe("/health") == (200, "ok")
+        status, body = await ready_state(node)
         assert status == 503 and body["ready"] is False
         assert body["broker"]["state"] == "starting"
         assert body["broker"]["circuit"] in ("open", "half_open")
@@ -52,8 +50,8 @@ async def test_a_node_started_without_redis_becomes_ready_when_redis_starts(make
         assert status == 503 and reply["error"]["code"] == 503
 
         await asyncio.to_thread(redis.start)
-        await asyncio.to_thread(node.wait_ready)
-        assert node.broker_status()["state"] == "up"
+        await node.wait_ready()
+        assert (await node.broker_status())["state"] == "up"
         await client.result("subscribe", {"channel": "room:a"})
         status, reply = await publish(node, "room:a", "after")
         assert status == 200
@@ -79,8 +77,11 @@ async def test_a_lost_pubsub_connection_is_resynced_without_client_action(
         redis_server.command("CLIENT", "KILL", "ID", pubsub_client_id(redis_server, b))
         for i in range(5, 15):  # B is not subscribed in Redis while its circuit is open
             assert (await publish(a, "stream:cut", i))[0] == 200
-        await until(lambda: asyncio.to_thread(lambda: b.broker_status()["trips"] == 1), "B trips")
-        await asyncio.to_thread(b.wait_ready)
+        async def b_tripped() -> bool:
+            return (await b.broker_status())["trips"] == 1
+
+        await until(b_tripped, "B trips")
+        await b.wait_ready()
         for i in range(15, 20):
             assert (await publish(a, "stream:cut", i))[0] == 200
         pushes = await client.pushes_of("pub", 15, timeout=10)
@@ -107,30 +108,30 @@ async def test_redis_killed_and_restarted_under_load(redis_server: RedisServer) 
             on_resync=lambda s: resyncs.append(s.recovered),
         )
         first_epoch = sub.epoch
-        token = await asyncio.to_thread(dev_token, b.port, "quiet")
+        token = await dev_token(b.port, "quiet")
         member = await HubClient.open(b.port, token=token)  # in a channel nobody publishes to
         await member.result("subscribe", {"channel": "room:quiet"})
 
         acks: list[tuple[int, dict]] = []
-        stop = threading.Event()
+        stop = asyncio.Event()
 
-        def steady_load() -> None:
+        async def steady_load() -> None:
             i = 0
             while not stop.is_set() and i < 5000:
-                acks.append((i, a.api("/api/v1/publish", {"channel": "stream:load", "data": i})))
+                acks.append((i, await publish(a, "stream:load", i)))
                 i += 1
-                time.sleep(0.01)
+                await asyncio.sleep(0.01)
 
-        load = asyncio.create_task(asyncio.to_thread(steady_load))
+        load = asyncio.create_task(steady_load())
         try:
             await until(lambda: len(received) >= 20, "publications before the kill", timeout=30)
             redis.kill()
             await until(lambda: any(status == 503 for _, (status, _) in acks[-5:]), "503s", timeout=30)
             for node in (a, b):
-                assert node.probe("/health") == (200, "ok")
-                status, body = await asyncio.to_thread(ready_state, node)
+                assert await node.probe("/health") == (200, "ok")
+                status, body = await ready_state(node)
                 assert status == 503 and body["broker"]["state"] == "degraded"
-            assert a.broker_status()["circuit"] in ("open", "half_open")
+            assert (await a.broker_status())["circuit"] in ("open", "half_open")
             failed = [reply for _, (status, reply) in acks if status == 503]
             assert failed[0]["error"]["code"] == 503
             code, _ = await member.error("presence", {"channel": "room:quiet"})
@@ -138,7 +139,7 @@ async def test_redis_killed_and_restarted_under_load(redis_server: RedisServer) 
 
             await asyncio.to_thread(redis.start)
             for node in (a, b):
-                await asyncio.to_thread(node.wait_ready)
+                await node.wait_ready()
             await until(
                 lambda: sub.epoch != first_epoch and len(received) > 0 and resyncs,
                 "the subscriber back on the new stream",
@@ -167,7 +168,7 @@ async def test_redis_killed_and_restarted_under_load(redis_server: RedisServer) 
         wanted = [i for offset, i in acked if after[0].offset <= offset <= after[-1].offset]
         assert [p.data for p in after] == wanted
         # Presence entries lost with Redis were put back by their node at once.
-        status, reply = await asyncio.to_thread(a.api_get, "/api/v1/presence?channel=room:quiet")
+        status, reply = await a.api("GET", "/api/v1/presence?channel=room:quiet")
         assert status == 200 and list(reply["result"]["clients"]) == [member.client_id]
         # Node B subscribed to room:quiet again by itself: a publication there reaches it,
         # shows a new stream, and the member is told to resubscribe (4010).
@@ -188,7 +189,10 @@ async def test_local_delivery_during_an_outage_changes_the_epoch(redis_server: R
         await client.pushes_of("pub", 1)
 
         redis.kill()
-        await until(lambda: node.broker_status()["circuit"] != "closed", "circuit open", timeout=30)
+        async def circuit_open() -> bool:
+            return (await node.broker_status())["circuit"] != "closed"
+
+        await until(circuit_open, "circuit open", timeout=30)
         status, reply = await publish(node, "stream:local", "during")
         assert status == 200 and reply["result"]["epoch"].startswith("local-")
         # The epoch changed under the subscriber: it is closed to resubscribe (4010).
@@ -203,7 +207,7 @@ async def test_local_delivery_during_an_outage_changes_the_epoch(redis_server: R
         assert push["data"] == "still during"
 
         await asyncio.to_thread(redis.start)
-        await asyncio.to_thread(node.wait_ready)
+        await node.wait_ready()
         status, reply = await publish(node, "stream:local", "after")
         assert status == 200 and not reply["result"]["epoch"].startswith("local-")
         assert reply["result"]["epoch"] != epoch

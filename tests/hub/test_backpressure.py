@@ -7,6 +7,7 @@ the hub's memory.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Iterator
 
@@ -27,9 +28,9 @@ def commands(method: str) -> Iterator[bytes]:
 
 def test_hub_stops_reading_from_a_client_that_does_not_read() -> None:
     unlimited = ("--command-rate", "1000000000", "--command-burst", "1000000000")
-    with HubProcess(None, "--max-send-buffer", str(256 << 20), *unlimited) as hub:
+    with HubProcess("--max-send-buffer", str(256 << 20), *unlimited) as hub:
         peer = FloodingPeer(hub.port, "/connection", "Sec-WebSocket-Protocol: fastws.json\r\n")
-        connect = {"id": 1, "method": "connect", "params": {"token": dev_token(hub.port, "ann")}}
+        connect = {"id": 1, "method": "connect", "params": {"token": asyncio.run(dev_token(hub.port, "ann"))}}
         peer.send(build_frame(OP_TEXT, orjson.dumps(connect), mask=True))
         assert "result" in orjson.loads(peer.read(1)[0])
         before = rss_bytes(hub.process.pid)

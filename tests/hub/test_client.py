@@ -256,7 +256,7 @@ async def test_cut_socket_resubscribes_and_recovers_exactly_the_missed(hub) -> N
         calls += 1
         if calls > 1:
             await gate.wait()
-        return await asyncio.to_thread(dev_token, hub.port, "bob")
+        return await dev_token(hub.port, "bob")
 
     async with (
         Client(url(hub.port), token=token_source(hub.port, "ann")) as ann,
@@ -338,7 +338,7 @@ async def test_hub_killed_and_restarted_on_the_same_port() -> None:
             assert bob.state in ("connecting", "disconnected")
             # Full jitter over a window that doubles per attempt: 0.5, 1, 2, 4, 8 ...
             assert windows.windows[:5] == [0.5, 1, 2, 4, 8]
-            await hub.start_async()
+            await asyncio.to_thread(hub.start)
 
             await until(
                 lambda: bob.state == "connected" and sub.recovered is not None,
@@ -361,7 +361,7 @@ async def test_a_refused_token_on_reconnect_stops_reconnecting(hub) -> None:
     async def token() -> str:
         nonlocal calls
         calls += 1
-        return await asyncio.to_thread(dev_token, hub.port, "ann") if calls == 1 else "revoked"
+        return await dev_token(hub.port, "ann") if calls == 1 else "revoked"
 
     async with Client(url(hub.port), token=token, backoff_base=0.01) as client:
         sub = await client.subscribe("chat:revoked")
@@ -534,15 +534,16 @@ async def test_connect_fails_when_nobody_listens() -> None:
 @run_async()
 async def test_disconnect_by_the_api_is_final(hub) -> None:
     seen: list = []
+    mallory = await dev_token(hub.port, "mallory")
     async with Client(
         url(hub.port),
-        token=lambda: dev_token(hub.port, "mallory"),  # a plain callable works too
+        token=lambda: mallory,  # a plain callable works too
         backoff_base=0.01,
         on_disconnect=lambda *args: seen.append(args),
     ) as client:
         sub = await client.subscribe("chat:api")
-        status, body = await asyncio.to_thread(
-            hub.api, "/api/v1/disconnect", {"user": "mallory", "reason": "banned"}
+        status, body = await hub.api(
+            "POST", "/api/v1/disconnect", {"user": "mallory", "reason": "banned"}
         )
         assert status == 200, body
         await until(lambda: client.state == "disconnected", "the disconnect")

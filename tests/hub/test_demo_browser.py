@@ -164,7 +164,7 @@ def test_messages_sent_during_a_drop_and_a_hub_restart_arrive_once_in_order(redi
     sync_api = require_browser()
     expect = sync_api.expect
     errors: list[str] = []
-    hub = HubProcess(None, "--broker", redis_server.url, api_key=None)
+    hub = HubProcess("--broker", redis_server.url, api_key=None)
     with hub, sync_api.sync_playwright() as playwright:
         browser = launch(playwright)
         try:

@@ -22,11 +22,11 @@ import fastws
 from fastws.hub import app as hub_app
 from fastws.hub.config import redact_url
 from tests.support.hub import SECRET, HubClient, http, running_hub, token
+from tests.support.hubprocess import API_KEY, HubProcess
 from tests.support.leaks import leaked_lines, secret
 from tests.support.loops import run_async
-from tests.support.ops import API_KEY, RunningHub
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 HUB_SECRET = secret("hub-secret-for-the-security-tests-0123456789")
 FILE_API_KEY = secret("api-key-from-a-file-0123456789")
 INTERNAL = re.compile(r"internal port http://127\.0\.0\.1:(\d+)/")
@@ -92,14 +92,14 @@ def test_every_start_without_a_usable_key_exits_with_one_clear_line(tmp_path: Pa
 @run_async(loops=("uvloop",), timeout=60)
 async def test_insecure_is_explicit_and_warns(secret_file: str) -> None:
     for hub in (
-        RunningHub("--log-level", "warning"),  # RunningHub passes --insecure
-        RunningHub(env={"FASTWS_INSECURE": "1"}, insecure=False),
+        HubProcess("--log-level", "warning"),  # HubProcess passes --insecure
+        HubProcess(env={"FASTWS_INSECURE": "1"}, insecure=False),
     ):
         async with hub:
             assert "INSECURE development mode" in hub.log()
             status, _, _ = await http(hub.port, "GET", "/api/dev/token?user=x")
             assert status == 200
-    async with RunningHub("--jwt-secret-file", secret_file, insecure=False) as hub:
+    async with HubProcess("--jwt-secret-file", secret_file, insecure=False) as hub:
         assert "INSECURE" not in hub.log()
         status, _, body = await http(hub.port, "GET", "/api/dev/token?user=x")
         assert status == 404 and orjson.loads(body)["error"]["code"] == 404
@@ -134,7 +134,7 @@ async def origin_handshake(port: int, origin: str | None) -> int:
 
 @run_async(loops=("uvloop",), timeout=60)
 async def test_origin_defaults_to_the_hubs_own_host(secret_file: str) -> None:
-    async with RunningHub("--jwt-secret-file", secret_file, insecure=False) as hub:
+    async with HubProcess("--jwt-secret-file", secret_file, insecure=False) as hub:
         own = f"http://127.0.0.1:{hub.port}"
         assert await origin_handshake(hub.port, own) == 101
         assert await origin_handshake(hub.port, own.upper()) == 101
@@ -160,8 +160,8 @@ async def test_allowed_origins_star_opens_and_a_list_is_exact() -> None:
         assert await origin_handshake(hub.port, f"http://127.0.0.1:{hub.port}") == 403
 
 
-async def check_internal_port(hub: RunningHub) -> None:
-    match = next(m for m in map(INTERNAL.search, hub.lines) if m)
+async def check_internal_port(hub: HubProcess) -> None:
+    match = next(m for m in map(INTERNAL.search, hub.printed().splitlines()) if m)
     internal = int(match.group(1))
     public = hub.port
     for path in ("/metrics", "/ready", "/api/v1/info", "/api/info"):
@@ -184,7 +184,7 @@ async def check_internal_port(hub: RunningHub) -> None:
 async def test_internal_port_alone_serves_metrics_api_and_ready(secret_file: str) -> None:
     for workers in ("1", "2"):
         args = ("--jwt-secret-file", secret_file, "--internal-port", "0", "--workers", workers)
-        async with RunningHub(*args, insecure=False) as hub:
+        async with HubProcess(*args, insecure=False) as hub:
             await check_internal_port(hub)
             assert await hub.stop() == 0
 
@@ -201,7 +201,7 @@ def proc_strings(pid: int) -> str:
 async def test_secrets_stay_out_of_argv_logs_and_probes_across_an_upgrade(tmp_path: Path) -> None:
     import signal
 
-    from tests.support.hubprocess import free_port
+    from tests.support.net import free_port
 
     password = secret("redis-password-of-the-tests")
     api_key = secret("api-key-on-the-command-line-0123")
@@ -210,9 +210,9 @@ async def test_secrets_stay_out_of_argv_logs_and_probes_across_an_upgrade(tmp_pa
         "--workers", "2", "--jwt-secret", HUB_SECRET, "--api-key", api_key, "--broker", broker,
         "--internal-port", "0", "--log-level", "debug",
     )  # fmt: skip
-    async with RunningHub(*args, insecure=False) as hub:
+    async with HubProcess(*args, insecure=False) as hub:
         assert HUB_SECRET.encode() in Path(f"/proc/{hub.pid}/cmdline").read_bytes()  # as started
-        internal = int(next(m for m in map(INTERNAL.search, hub.lines) if m).group(1))
+        internal = int(next(m for m in map(INTERNAL.search, hub.printed().splitlines()) if m).group(1))
         await hub.wait_log("unreachable")
         hub.send(signal.SIGUSR2)
         await hub.wait_listening(2, timeout=60)
@@ -236,7 +236,7 @@ async def test_secrets_stay_out_of_argv_logs_and_probes_across_an_upgrade(tmp_pa
         assert status == 401 and HUB_SECRET.encode() not in body
         assert "redis://:***@127.0.0.1" in hub.log()
         assert await hub.stop() == 0
-        logs = [("this hub", hub.log() + "".join(hub.lines))]
+        logs = [("this hub", hub.log() + hub.printed())]
         assert leaked_lines(logs) == []
 
 
@@ -335,7 +335,7 @@ async def test_operator_tokens_are_accepted_by_a_hub_with_the_same_keys(secret_f
     assert HUB_SECRET not in checked.stderr + checked.stdout
     refused = fastws_command("gentoken", "--user", "x")
     assert refused.returncode == 2 and "no token key" in refused.stderr
-    async with RunningHub("--jwt-secret-file", secret_file, insecure=False) as hub:
+    async with HubProcess("--jwt-secret-file", secret_file, insecure=False) as hub:
         client = await HubClient.open(hub.port, token=connection)
         await client.result("subscribe", {"channel": "chat:a"})  # a default namespace
         code, _ = await client.error("subscribe", {"channel": "lobby"})
@@ -360,7 +360,7 @@ async def test_a_reload_reads_the_key_files_again(tmp_path: Path) -> None:
     api_key.write_text(FILE_API_KEY)
     rotated = secret("the-rotated-secret-of-the-security-tests-0123")
     args = ("--workers", "2", "--jwt-secret-file", str(key), "--api-key-file", str(api_key))
-    async with RunningHub(*args, insecure=False) as hub:
+    async with HubProcess(*args, insecure=False) as hub:
         client = await HubClient.open(hub.port, token=token("ann", secret=HUB_SECRET))
         await client.close()
         assert (await http(hub.port, "GET", "/api/v1/info", api_key=FILE_API_KEY))[0] == 200

@@ -9,8 +9,9 @@ import fastws
 from fastws.errors import HandshakeError
 from fastws.hub import Client
 from tests.support.hub import HubClient
+from tests.support.hubprocess import HubProcess, dev_token
 from tests.support.loops import run_async
-from tests.support.ops import RunningHub, json_lines, metric
+from tests.support.ops import json_lines, metric
 
 CHANNEL = "chat:metrics"
 
@@ -18,10 +19,10 @@ CHANNEL = "chat:metrics"
 @run_async(loops=("uvloop",), timeout=90)
 async def test_one_metrics_view_across_workers_survives_a_reload() -> None:
     args = ("--workers", "2", "--log-format", "json", "--drain-window", "0.5")
-    async with RunningHub(*args) as hub:
+    async with HubProcess(*args) as hub:
         clients = []
         for i in range(6):
-            client = Client(hub.url(), token=await hub.dev_token(f"m{i}"), backoff_base=0.1)
+            client = Client(hub.url(), token=await dev_token(hub.port, f"m{i}"), backoff_base=0.1)
             await client.connect()
             await client.subscribe(CHANNEL)
             clients.append(client)

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 
 import fastws
 from fastws.hub.client import Client
-from tests.support.hubprocess import HubProcess, http
+from tests.support.hub import http
+from tests.support.hubprocess import HubProcess, hub_nodes
 from tests.support.loops import run_async
 from tests.support.nginx import Nginx
 from tests.support.polling import until
-from tests.support.redis import RedisServer, hub_nodes
+from tests.support.redis import RedisServer
 
 
-def connections(node: HubProcess) -> int:
-    status, body = node.api_get("/api/v1/info")
+async def connections(node: HubProcess) -> int:
+    status, body = await node.api("GET", "/api/v1/info")
     assert status == 200, body
     return body["result"]["connections"]
 
@@ -41,30 +43,33 @@ async def test_a_client_behind_nginx_survives_its_node_stopping(redis_server: Re
             sub = await client.subscribe(
                 "stream:lb", on_publication=received.append, on_resync=resyncs.append
             )
-            api_key = {"Authorization": f"apikey {nodes[0].api_key}"}
-
-            def publish_through_nginx(i: int) -> bool:
-                body = {"channel": "stream:lb", "data": i}
-                status, reply = http(nginx.port, "/api/v1/publish", body, api_key)
+            async def publish_through_nginx(i: int) -> None:
+                body = orjson.dumps({"channel": "stream:lb", "data": i})
+                close = (("Connection", "close"),)  # nginx would keep the connection open
+                status, _, reply = await http(
+                    nginx.port, "POST", "/api/v1/publish", body, close, nodes[0].api_key
+                )
                 assert status == 200, reply  # the HTTP API through the proxy too
-                return True
 
             for i in range(10):
-                await asyncio.to_thread(publish_through_nginx, i)
+                await publish_through_nginx(i)
             await until(lambda: len(received) == 10, "10 publications", timeout=20)
-            counts = [await asyncio.to_thread(connections, node) for node in nodes]
+            counts = [await connections(node) for node in nodes]
             assert sorted(counts) == [0, 1]
             serving, other = (nodes[0], nodes[1]) if counts[0] else (nodes[1], nodes[0])
 
-            await asyncio.to_thread(serving.stop)  # SIGTERM: clients are told 1001, reconnect
+            await serving.stop()  # SIGTERM: clients are told 1001, reconnect
             for i in range(10, 20):  # while the client finds its way to the other node
-                status, reply = await asyncio.to_thread(
-                    other.api, "/api/v1/publish", {"channel": "stream:lb", "data": i}
+                status, reply = await other.api(
+                    "POST", "/api/v1/publish", {"channel": "stream:lb", "data": i}
                 )
                 assert status == 200, reply
             await until(lambda: len(received) == 20, "20 publications", timeout=20)
+            async def on_the_other_node() -> bool:
+                return await connections(other) == 1
+
             await until(
-                lambda: asyncio.to_thread(lambda: connections(other) == 1),
+                on_the_other_node,
                 "the client on the other node",
                 timeout=20,
             )

@@ -11,8 +11,8 @@ import orjson
 import fastws
 from fastws.hub import Client
 from tests.support.hub import http
+from tests.support.hubprocess import HubProcess, dev_token
 from tests.support.loops import run_async
-from tests.support.ops import RunningHub
 from tests.support.polling import until
 
 CHANNEL = "load:main"
@@ -32,7 +32,7 @@ presence = true
 class Load:
     """A publisher and new-connection loops running against the hub until stopped."""
 
-    def __init__(self, hub: RunningHub) -> None:
+    def __init__(self, hub: HubProcess) -> None:
         self.hub = hub
         self.stopping = asyncio.Event()
         self.acked: dict[int, int] = {}  # offset -> data of publications the API confirmed
@@ -97,11 +97,11 @@ async def test_sighup_reload_under_load_loses_nothing(tmp_path: Path) -> None:
     config = tmp_path / "hub.toml"
     config.write_text(CONFIG)
     args = ("--workers", "2", "--config", str(config), "--drain-window", "2")
-    async with RunningHub(*args) as hub:
+    async with HubProcess(*args) as hub:
         inboxes: list[list] = []
         subscribers = []
         for i in range(6):
-            client = Client(hub.url(), token=await hub.dev_token(f"s{i}"), backoff_base=0.2)
+            client = Client(hub.url(), token=await dev_token(hub.port, f"s{i}"), backoff_base=0.2)
             await client.connect()
             inbox: list = []
             await client.subscribe(CHANNEL, inbox.append)
@@ -152,8 +152,8 @@ async def test_sighup_reload_under_load_loses_nothing(tmp_path: Path) -> None:
 
 @run_async(loops=("uvloop",), timeout=120)
 async def test_sigusr2_replaces_the_master_without_closing_the_port() -> None:
-    async with RunningHub("--workers", "2", "--drain-window", "1") as hub:
-        client = Client(hub.url(), token=await hub.dev_token("watcher"), backoff_base=0.2)
+    async with HubProcess("--workers", "2", "--drain-window", "1") as hub:
+        client = Client(hub.url(), token=await dev_token(hub.port, "watcher"), backoff_base=0.2)
         await client.connect()
         try:
             await upgrade_under_probes(hub, client)
@@ -163,7 +163,7 @@ async def test_sigusr2_replaces_the_master_without_closing_the_port() -> None:
         assert "Traceback" not in hub.log()
 
 
-async def upgrade_under_probes(hub: RunningHub, client: Client) -> None:
+async def upgrade_under_probes(hub: HubProcess, client: Client) -> None:
     resynced = asyncio.Event()
     await client.subscribe("chat:up", on_resync=lambda sub: resynced.set())
     status, body = await hub.api("POST", "/api/publish", {"channel": "chat:up", "data": 1})
@@ -215,7 +215,7 @@ async def upgrade_under_probes(hub: RunningHub, client: Client) -> None:
 async def test_a_bad_reload_leaves_the_old_workers_serving(tmp_path: Path) -> None:
     config = tmp_path / "hub.toml"
     config.write_text(CONFIG)
-    async with RunningHub("--workers", "2", "--config", str(config)) as hub:
+    async with HubProcess("--workers", "2", "--config", str(config)) as hub:
         workers = hub.workers()
         config.write_text("port = 'eighty'\n")  # refused before anything starts
         hub.send(signal.SIGHUP)

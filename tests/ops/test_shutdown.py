@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.hub import HubClient
+from tests.support.hubprocess import HubProcess
 from tests.support.loops import run_async
-from tests.support.ops import RunningHub
 
 UNCLEAN = ("Traceback", "Task was destroyed", "was never awaited", "Exception ignored")
 
@@ -28,7 +28,7 @@ UNCLEAN = ("Traceback", "Task was destroyed", "was never awaited", "Exception ig
 async def test_shutdown_tells_every_client_and_exits_zero(
     args: tuple[str, ...], sig: signal.Signals
 ) -> None:
-    async with RunningHub(*args, "--shutdown-timeout", "5") as hub:
+    async with HubProcess(*args, "--shutdown-timeout", "5") as hub:
         clients = []
         for i in range(6):
             client = await HubClient.open(hub.port)
@@ -46,8 +46,7 @@ async def test_shutdown_tells_every_client_and_exits_zero(
                         break
             assert push["code"] == 1001 and push["reconnect"] is True
             assert (await client.closed())[0] == 1001
-        async with asyncio.timeout(30):
-            code = await hub.process.wait()
+        code = await hub.exited()
         assert code == 0
         assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
         log = hub.log()

@@ -12,8 +12,9 @@ import orjson
 import fastws
 from bench.system import self_signed_certificate
 from fastws.hub import Client
+from tests.support.hubprocess import HubProcess
 from tests.support.loops import run_async
-from tests.support.ops import RunningHub, parse_metrics
+from tests.support.ops import parse_metrics
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
@@ -33,9 +34,9 @@ async def https_get(port: int, target: str, context: ssl.SSLContext) -> tuple[in
     return int(head.split()[1]), body
 
 
-async def check_tls_hub(hub: RunningHub, context: ssl.SSLContext) -> None:
-    assert "listening on https://" in "".join(hub.lines)
-    assert "wss://" in "".join(hub.lines)
+async def check_tls_hub(hub: HubProcess, context: ssl.SSLContext) -> None:
+    assert "listening on https://" in hub.printed()
+    assert "wss://" in hub.printed()
     status, body = await https_get(hub.port, "/api/dev/token?user=alice", context)
     assert status == 200
     token = orjson.loads(body)["token"]
@@ -67,7 +68,7 @@ async def test_workers_serve_wss_and_https_from_the_toml_file(tmp_path: Path) ->
     config = tmp_path / "hub.toml"
     config.write_text(f'certfile = "{certfile}"\nkeyfile = "{keyfile}"\n')
     context = ssl.create_default_context(cafile=str(certfile))
-    async with RunningHub("--workers", "2", "--config", str(config)) as hub:
+    async with HubProcess("--workers", "2", "--config", str(config)) as hub:
         await check_tls_hub(hub, context)
         assert await hub.stop() == 0
 
@@ -76,7 +77,7 @@ async def test_workers_serve_wss_and_https_from_the_toml_file(tmp_path: Path) ->
 async def test_one_process_serves_tls_from_flags(tmp_path: Path) -> None:
     certfile, keyfile = make_certificate(tmp_path)
     context = ssl.create_default_context(cafile=str(certfile))
-    async with RunningHub("--certfile", str(certfile), "--keyfile", str(keyfile)) as hub:
+    async with HubProcess("--certfile", str(certfile), "--keyfile", str(keyfile)) as hub:
         await check_tls_hub(hub, context)
         assert await hub.stop() == 0
 

@@ -7,25 +7,26 @@ import os
 import signal
 
 from fastws.hub import Client
+from tests.support.hubprocess import HubProcess, dev_token
 from tests.support.loops import run_async
-from tests.support.ops import RunningHub, metric
+from tests.support.ops import metric
 from tests.support.polling import until
 
 CHANNEL = "chat:ops"  # the default chat:* options: history 100 for 300 s, presence, join/leave
 
 
-async def clients_on_every_worker(hub: RunningHub, users: list[str]) -> list[Client]:
+async def clients_on_every_worker(hub: HubProcess, users: list[str]) -> list[Client]:
     """Hub clients, one per user, opened until both workers hold some (bounded)."""
     clients = []
     for user in users:
-        client = Client(hub.url(), token=await hub.dev_token(user), backoff_base=0.1)
+        client = Client(hub.url(), token=await dev_token(hub.port, user), backoff_base=0.1)
         await client.connect()
         clients.append(client)
     for _ in range(40):
         samples = await hub.metrics()
         if all(metric(samples, "fastws_connections", worker=w) > 0 for w in ("0", "1")):
             return clients
-        extra = Client(hub.url(), token=await hub.dev_token("spare"))
+        extra = Client(hub.url(), token=await dev_token(hub.port, "spare"))
         await extra.connect()
         clients.append(extra)
     raise AssertionError("every connection landed on the same worker")
@@ -39,7 +40,7 @@ async def collect(client: Client, channel: str) -> list:
 
 @run_async(loops=("uvloop",), timeout=90)
 async def test_clients_on_different_workers_share_channels_users_presence_and_history() -> None:
-    async with RunningHub("--workers", "2") as hub:
+    async with HubProcess("--workers", "2") as hub:
         users = [f"u{i}" for i in range(6)]
         clients = await clients_on_every_worker(hub, users)
         try:
@@ -90,10 +91,10 @@ async def read_messages(client: Client, into: list, count: int) -> None:
 
 @run_async(loops=("uvloop",), timeout=90)
 async def test_a_crashed_worker_is_restarted_and_the_port_keeps_serving() -> None:
-    async with RunningHub("--workers", "2") as hub:
+    async with HubProcess("--workers", "2") as hub:
         before = hub.workers()
         assert len(before) == 2
-        client = Client(hub.url(), token=await hub.dev_token("keeper"), backoff_base=0.1)
+        client = Client(hub.url(), token=await dev_token(hub.port, "keeper"), backoff_base=0.1)
         await client.connect()
         try:
             sub = await client.subscribe(CHANNEL)
@@ -123,7 +124,7 @@ async def test_a_crashed_worker_is_restarted_and_the_port_keeps_serving() -> Non
 @run_async(loops=("uvloop",), timeout=90)
 async def test_with_redis_workers_use_it_and_an_upgrade_loses_nothing(redis_server) -> None:
     args = ("--workers", "2", "--broker", redis_server.url, "--drain-window", "1")
-    async with RunningHub(*args) as hub:
+    async with HubProcess(*args) as hub:
         clients = await clients_on_every_worker(hub, ["r0", "r1", "r2", "r3"])
         try:
             inboxes = [await collect(c, CHANNEL) for c in clients[:4]]

@@ -8,8 +8,6 @@ fails the test with the command that installs it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import shutil
 import signal
@@ -17,14 +15,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.support.hubprocess import HubProcess
-from tests.support.leaks import record
 from tests.support.net import free_port
 
 INSTALL_HINT = "apt-get install -y redis-server (or scripts/install-test-deps.sh)"
@@ -111,51 +105,8 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-CHANNELS_TOML = """
-[[namespaces]]
-name = "room"
-history_size = 100
-history_ttl = 300
-presence = true
-join_leave = true
-
-[[namespaces]]
-name = "stream"
-history_size = 1000
-history_ttl = 300
-"""
-
-
-@asynccontextmanager
-async def hub_nodes(broker: str, count: int = 2, *args: str) -> AsyncIterator[list[HubProcess]]:
-    """``count`` hub processes on ``broker`` with ``room:*`` (history, presence, join/leave)
-    and ``stream:*`` (long history) channels; stopped afterwards, logs shown on failure."""
-    descriptor, config = tempfile.mkstemp(prefix="fastws-hub-", suffix=".toml")
-    with os.fdopen(descriptor, "w") as file:
-        file.write(CHANNELS_TOML)
-    nodes = [
-        HubProcess(None, "--broker", broker, "--config", config, *args) for _ in range(count)
-    ]
-    try:
-        await asyncio.gather(*(asyncio.to_thread(node.start) for node in nodes))
-        yield nodes
-    except BaseException:
-        for node in nodes:
-            print(f"--- hub on port {node.port} ---\n{node.output()}")
-        raise
-    finally:
-        for node in nodes:
-            await asyncio.to_thread(node.stop)
-            with contextlib.suppress(OSError):
-                record(f"hub on port {node.port}", node.output(whole=True))
-                os.unlink(node.log_path)
-        os.unlink(config)
-
-
 __all__ = [
-    "CHANNELS_TOML",
     "INSTALL_HINT",
     "RedisServer",
-    "hub_nodes",
     "redis_command",
 ]
