@@ -7,19 +7,20 @@ from __future__ import annotations
 import asyncio
 
 from tests.support.hub import HubClient
+from tests.support.hubprocess import HubProcess, dev_token
 from tests.support.loops import run_async
-from tests.support.ops import RunningHub, metric
+from tests.support.ops import metric
 from tests.support.polling import until
 from tests.support.redis import RedisServer
 
 CHANNEL = "chat:api"  # the default chat:* options: history, presence, join/leave
 
 
-async def open_client(hub: RunningHub, user: str) -> HubClient:
-    return await HubClient.open(hub.port, token=await hub.dev_token(user))
+async def open_client(hub: HubProcess, user: str) -> HubClient:
+    return await HubClient.open(hub.port, token=await dev_token(hub.port, user))
 
 
-async def on_both_workers(hub: RunningHub, user: str) -> list[HubClient]:
+async def on_both_workers(hub: HubProcess, user: str) -> list[HubClient]:
     """Connections of ``user``, opened until both workers hold some (bounded)."""
     clients = [await open_client(hub, user)]
     for _ in range(40):
@@ -30,7 +31,7 @@ async def on_both_workers(hub: RunningHub, user: str) -> list[HubClient]:
     raise AssertionError("every connection landed on the same worker")
 
 
-async def check_cluster_wide(ask: RunningHub, alices: list[HubClient], bob: HubClient) -> None:
+async def check_cluster_wide(ask: HubProcess, alices: list[HubClient], bob: HubClient) -> None:
     """Every operation asked of ``ask`` reaches every connection, wherever it is."""
 
     async def call(method: str, target: str, body: object = None) -> object:
@@ -90,7 +91,7 @@ async def check_cluster_wide(ask: RunningHub, alices: list[HubClient], bob: HubC
 
 @run_async(loops=("uvloop",), timeout=90)
 async def test_every_operation_reaches_both_workers() -> None:
-    async with RunningHub("--workers", "2") as hub:
+    async with HubProcess("--workers", "2") as hub:
         alices = await on_both_workers(hub, "alice")
         bob = await open_client(hub, "bob")
         try:
@@ -102,7 +103,7 @@ async def test_every_operation_reaches_both_workers() -> None:
 @run_async(loops=("uvloop",), timeout=90)
 async def test_every_operation_reaches_both_nodes_through_redis(redis_server: RedisServer) -> None:
     broker = ("--broker", redis_server.url)
-    async with RunningHub(*broker) as one, RunningHub(*broker) as two:
+    async with HubProcess(*broker) as one, HubProcess(*broker) as two:
         alices = [await open_client(one, "alice"), await open_client(two, "alice")]
         bob = await open_client(two, "bob")
         try:
