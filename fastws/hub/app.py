@@ -33,7 +33,8 @@ from fastws.hub.api import HttpApi, error_response, json_response
 from fastws.hub.auth import Authenticator
 from fastws.hub.broker import Broker, create_broker
 from fastws.hub.commands.server_api import ServerApi
-from fastws.hub.config import HubConfig, redact_url
+from fastws.hub.config import ConfigError, HubConfig, redact_url
+from fastws.hub.hooks import Upgrade, load_hooks
 from fastws.hub.metrics import CONTENT_TYPE, LoopLag, hub_samples, merge, render
 from fastws.hub.node import Node
 from fastws.hub.protocol import codes
@@ -87,6 +88,16 @@ def origin_allowed(request: Request, allowed: list[str]) -> bool:
     return bool(host) and urllib.parse.urlsplit(origin).netloc == host
 
 
+def chosen_headers(request: Request, names: list[str]) -> dict[str, str]:
+    """The headers of ``names`` the request carries (names lowercased), for the hooks."""
+    chosen = {}
+    for name in names:
+        value = request.headers.get(name)
+        if value is not None:
+            chosen[name.lower()] = value
+    return chosen
+
+
 def upgrade_token(request: Request) -> str | None:
     """A token sent with the upgrade: ``?token=`` or ``Authorization: Bearer``."""
     tokens = request.query.get("token")
@@ -113,7 +124,11 @@ class Hub:
     ) -> None:
         self.config = config
         self.auth = Authenticator(config)
-        self.node = Node(config, broker if broker is not None else create_broker(config), self.auth)
+        hooks = load_hooks(config)
+        if not (config.has_token_key or config.insecure or (hooks and hooks.has("connect"))):
+            raise ConfigError(f"no token key, and the hooks {config.hooks!r} define no on_connect")
+        broker = broker if broker is not None else create_broker(config)
+        self.node = Node(config, broker, self.auth, hooks)
         self.server_api = ServerApi(self.node)
         """The server API as Python calls (``fastws.hub.commands.server_api``)."""
         self.api = HttpApi(self.node, self.server_api)
@@ -218,7 +233,8 @@ class Hub:
             if not origin_allowed(request, self.config.allowed_origins):
                 origin = request.headers.get("origin")
                 return Response(403, f"origin {origin!r} is not allowed (allowed_origins)\n")
-            return Accept(subprotocol=choose_subprotocol(request), user_data=upgrade_token(request))
+            upgrade = Upgrade(upgrade_token(request), chosen_headers(request, self.config.hook_headers))
+            return Accept(subprotocol=choose_subprotocol(request), user_data=upgrade)
         if "websocket" in header_tokens(request.headers, "Upgrade"):
             return Response(404, f"no WebSocket endpoint at {path}; use /connection\n")
         internal = self.config.internal_port is not None and path.startswith(INTERNAL_PATHS)

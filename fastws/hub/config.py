@@ -41,6 +41,7 @@ ENV_PREFIX = "FASTWS_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("plain", "json")
 BROKER_SCHEMES = ("memory", "redis")
+HOOK_EVENTS = ("connect", "subscribe", "publish", "rpc", "refresh", "notify")
 
 
 class ConfigError(WebSocketError):
@@ -221,6 +222,49 @@ class HubConfig:
     shutdown_timeout: float = _option(
         5.0, "float", "seconds to wait for clients to close on shutdown"
     )
+    hooks: str | None = _option(
+        None,
+        "opt_str",
+        "Python module whose async on_connect, on_subscribe, on_publish, on_rpc, on_refresh, "
+        "on_disconnect, on_channel_occupied, on_channel_vacated are called in-process "
+        "(see docs/hooks.md)",
+        metavar="MODULE",
+    )
+    proxy_connect_endpoint: str | None = _option(
+        None, "opt_str", "URL the connect hook is POSTed to (when the module has none)",
+        metavar="URL",
+    )
+    proxy_subscribe_endpoint: str | None = _option(
+        None, "opt_str", "URL the subscribe hook is POSTed to", metavar="URL"
+    )
+    proxy_publish_endpoint: str | None = _option(
+        None, "opt_str", "URL the publish hook is POSTed to", metavar="URL"
+    )
+    proxy_rpc_endpoint: str | None = _option(
+        None, "opt_str", "URL the rpc hook is POSTed to", metavar="URL"
+    )
+    proxy_refresh_endpoint: str | None = _option(
+        None, "opt_str", "URL the refresh hook is POSTed to", metavar="URL"
+    )
+    proxy_notify_endpoint: str | None = _option(
+        None,
+        "opt_str",
+        "URL the notifications (disconnect, channel_occupied, channel_vacated) are POSTed to",
+        metavar="URL",
+    )
+    hook_headers: list[str] = _option(
+        None,
+        "str_list",
+        "headers of a connection's upgrade request that hooks see (and the proxy forwards)",
+        factory=lambda: ["Cookie", "Authorization", "User-Agent", "Origin", "X-Forwarded-For"],
+        metavar="HEADERS",
+    )
+    connect_hook_timeout: float = _option(3.0, "float", "seconds the connect hook may take")
+    subscribe_hook_timeout: float = _option(3.0, "float", "seconds the subscribe hook may take")
+    publish_hook_timeout: float = _option(3.0, "float", "seconds the publish hook may take")
+    rpc_hook_timeout: float = _option(5.0, "float", "seconds the rpc hook may take")
+    refresh_hook_timeout: float = _option(3.0, "float", "seconds the refresh hook may take")
+    notify_hook_timeout: float = _option(3.0, "float", "seconds a notification hook may take")
     history_size: int = _option(
         0, "int", "default namespace: publications kept per channel (0: no history)"
     )
@@ -273,6 +317,14 @@ class HubConfig:
         False, "bool", "default namespace: subscribing needs a subscription token",
         metavar="BOOL",
     )
+    subscribe_hook: bool = _option(
+        False, "bool", "default namespace: the subscribe hook decides who subscribes",
+        metavar="BOOL",
+    )
+    publish_hook: bool = _option(
+        False, "bool", "default namespace: the publish hook decides and may rewrite publications",
+        metavar="BOOL",
+    )
     namespaces: list[Namespace] = _option(
         None, "namespaces", "namespaces other than the default one (TOML only)",
         factory=default_namespaces,
@@ -292,6 +344,12 @@ class HubConfig:
         if namespaces is None:
             namespaces = self._namespaces = Namespaces(self.default_namespace, self.namespaces)
         return namespaces.get(channel)
+
+    @property
+    def has_connect_hook(self) -> bool:
+        """Connections may be authenticated by a hook (a module, or a connect endpoint;
+        a module without ``on_connect`` is refused when the hooks load)."""
+        return self.hooks is not None or self.proxy_connect_endpoint is not None
 
     @property
     def has_token_key(self) -> bool:
@@ -349,11 +407,17 @@ class HubConfig:
             "broker_failure_threshold",
             "broker_cooldown",
             "presence_ttl",
+            *(f"{event}_hook_timeout" for event in HOOK_EVENTS),
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive, not {getattr(self, name)}")
         if self.broker_cooldown_max < self.broker_cooldown:
             raise ConfigError("broker_cooldown_max: must be at least broker_cooldown")
+        for event in HOOK_EVENTS:
+            url = getattr(self, f"proxy_{event}_endpoint")
+            parts = urllib.parse.urlsplit(url) if url is not None else None
+            if parts is not None and (parts.scheme not in ("http", "https") or not parts.hostname):
+                raise ConfigError(f"proxy_{event}_endpoint: {url!r} is not an http(s):// URL")
         if self.max_send_buffer < self.max_message_size:
             raise ConfigError("max_send_buffer: must be at least max_message_size")
         error = namespace_error(self.default_namespace)
@@ -385,13 +449,13 @@ class HubConfig:
                 raise ConfigError(f"{name}: is empty; give the secret itself or leave it unset")
         if self.jwt_public_key is not None and not os.path.isfile(self.jwt_public_key):
             raise ConfigError(f"jwt_public_key: no such file {self.jwt_public_key!r}")
-        if not self.has_token_key and not self.insecure:
+        if not self.has_token_key and not self.insecure and not self.has_connect_hook:
             alone = " (api_key alone protects only the HTTP API)" if self.api_key else ""
             raise ConfigError(
                 "no token key: set jwt_secret_file, jwt_secret or jwt_public_key "
                 "(flags --jwt-secret-file, --jwt-secret, --jwt-public-key; env FASTWS_JWT_SECRET_FILE, "
-                f"FASTWS_JWT_SECRET, FASTWS_JWT_PUBLIC_KEY){alone}, or pass --insecure for an open "
-                "development hub"
+                f"FASTWS_JWT_SECRET, FASTWS_JWT_PUBLIC_KEY){alone}, or configure a connect hook (hooks, "
+                "proxy_connect_endpoint), or pass --insecure for an open development hub"
             )
 
 

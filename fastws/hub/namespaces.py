@@ -42,6 +42,8 @@ class Namespace:
     allow_presence_for_subscriber: bool = False
     allow_user_limited_channels: bool = False
     require_subscription_token: bool = False
+    subscribe_hook: bool = False  # the subscribe hook decides instead of grants
+    publish_hook: bool = False  # the publish hook decides, and may rewrite the data
 
 
 KINDS = {

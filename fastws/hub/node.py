@@ -50,6 +50,7 @@ from fastws.hub.broker import (
     StreamPosition,
 )
 from fastws.hub.config import HubConfig
+from fastws.hub.hooks import Hooks
 from fastws.hub.metrics import HubStats
 from fastws.hub.namespaces import Namespace, namespace_name
 from fastws.hub.protocol import codes
@@ -139,11 +140,14 @@ async def _resume(coro: Coroutine, pending: Any) -> Any:
 class Node:
     """Clients, users and channels of this process, and the broker's sink."""
 
-    def __init__(self, config: HubConfig, broker: Broker, auth: Authenticator) -> None:
+    def __init__(
+        self, config: HubConfig, broker: Broker, auth: Authenticator, hooks: Hooks | None = None
+    ) -> None:
         self.id = uuid.uuid4().hex
         self.config = config
         self.broker = broker
         self.auth = auth
+        self.hooks = hooks
         self.started_at = time.time()
         self.stats = HubStats()
         self.sessions: dict[str, Session] = {}  # connected, by client id
@@ -188,6 +192,8 @@ class Node:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self.broker.close()
+        if self.hooks is not None:
+            self.hooks.close()
 
     def run(self, coro: Coroutine) -> None:
         """Run a command's coroutine, at once when the broker never suspends, else as a task.

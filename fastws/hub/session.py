@@ -19,6 +19,8 @@ from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 from fastws.errors import ConnectionClosed
 from fastws.hub import messages
 from fastws.hub.auth import Credentials
@@ -31,6 +33,7 @@ from fastws.hub.commands.subscriptions import (
     subscribe_by_server,
     unsubscribe_by_server,
 )
+from fastws.hub.hooks import HookContext, Hooks
 from fastws.hub.limiter import TokenBucket
 from fastws.hub.node import Node, Subscription
 from fastws.hub.protocol import codes
@@ -40,6 +43,7 @@ from fastws.protocol import Listener, WebSocket
 logger = logging.getLogger("fastws.hub")
 
 MALFORMED_BEFORE_CLOSE = 3
+REFRESH_RETRY = 10.0  # seconds before the refresh hook is asked again after it failed
 SUBSCRIPTION_EXPIRED = "subscription token expired"
 
 
@@ -55,6 +59,8 @@ class Session(Listener):
         self.client_id: str | None = None
         self.credentials: Credentials | None = None
         self.client_info: ClientInfo | None = None
+        self.meta: Any = None  # what the connect hook attached, seen only by hooks
+        self.connecting = False  # a connect command is waiting for its hook
         self.subscriptions: dict[str, Subscription] = {}
         self.closed = False
         self._max_message_size = config.max_message_size
@@ -76,8 +82,7 @@ class Session(Listener):
         if self.closed:
             return
         self.closed = True
-        self._log_disconnect(code, reason)
-        self._leave_everything()
+        self._ended(code, reason)
 
     def on_message(self, ws: WebSocket, opcode: int, payload: memoryview) -> None:
         if self.closed:
@@ -190,8 +195,14 @@ class Session(Listener):
     def _close_now(self, code: int, reason: str) -> None:
         """Close from the server side: no more pushes, and the channels are left at once."""
         self.closed = True
-        self._log_disconnect(code, reason)
         self.ws.close_nowait(code, reason)
+        self._ended(code, reason)
+
+    def _ended(self, code: int, reason: str) -> None:
+        self._log_disconnect(code, reason)
+        hooks = self.node.hooks
+        if hooks is not None and self.credentials is not None and hooks.has("disconnect"):
+            self.node.run(hooks.notify("disconnect", self.hook_context(), code=code, reason=reason))
         self._leave_everything()
 
     def _log_disconnect(self, code: int, reason: str) -> None:
@@ -295,7 +306,12 @@ class Session(Listener):
         came: close, or unsubscribe with a push, unless a refresh moved it meanwhile."""
         if channel is None:
             expires = self.credentials.expires_at
-            if expires is not None and expires <= now:
+            if expires is None or expires > now:
+                return
+            hooks = self.node.hooks
+            if hooks is not None and hooks.has("refresh"):
+                self.node.run(self._refresh_by_hook(hooks))
+            else:
                 self.disconnect(codes.TOKEN_EXPIRED)
             return
         sub = self.subscriptions.get(channel)
@@ -314,6 +330,41 @@ class Session(Listener):
         """The server API unsubscribes this connection: an ``unsubscribe`` push."""
         if not self.closed and channel in self.subscriptions:
             self.node.run(unsubscribe_by_server(self, channel))
+
+    async def _refresh_by_hook(self, hooks: Hooks) -> None:
+        """Extend the connection as the refresh hook says, or end it; while the hook fails,
+        ask again a little later."""
+        try:
+            result = await hooks.refresh(self.hook_context())
+        except codes.HubError as exc:
+            if exc.code == codes.BACKEND_ERROR:
+                self.node.expires(self, time.time() + REFRESH_RETRY)
+            else:  # refused
+                self.disconnect(exc.disconnect or codes.TOKEN_EXPIRED)
+            return
+        if self.closed:
+            return
+        if result.expired:
+            self.disconnect(codes.TOKEN_EXPIRED)
+            return
+        info = orjson.dumps(result.info) if result.info is not None else self.credentials.info
+        self.credentials = replace(self.credentials, expires_at=result.expire_at, info=info)
+        self.node.expires(self, result.expire_at)
+
+    def hook_context(self) -> HookContext:
+        """Who this connection is, as hooks see it."""
+        credentials, ws = self.credentials, self.ws
+        address = ws.remote_address
+        info = credentials.info if credentials is not None else None
+        return HookContext(
+            self.client_id,
+            credentials.user if credentials is not None else None,
+            ws.user_data.headers,
+            address[0] if isinstance(address, tuple) else None,
+            self.wire.name,
+            orjson.loads(info) if info is not None else None,
+            self.meta,
+        )
 
     def connected(self, credentials: Credentials) -> None:
         """``connect`` succeeded: this connection now has an id and a user."""

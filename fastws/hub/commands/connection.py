@@ -1,33 +1,66 @@
-"""Commands about the connection itself: connect, refresh, ping."""
+"""Commands about the connection itself: connect, refresh, ping, rpc."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastws.hub.auth import TokenError
+import orjson
+
+from fastws.hub.auth import Credentials, TokenError
 from fastws.hub.commands.context import Context
 from fastws.hub.protocol import codes
+from fastws.hub.protocol.wire import encode_data
 
 
-def connect(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """Authenticate with the token of ``connect`` or, without one, of the upgrade request.
+async def connect(ctx: Context, params: dict[str, Any]) -> dict[str, Any] | None:
+    """Authenticate with the token of ``connect`` or, without one, of the upgrade request;
+    without a token, the connect hook decides when there is one.
 
-    A bad token fails with a ``TokenError``, whose ``disconnect`` closes the connection.
+    A bad token fails with a ``TokenError``, whose ``disconnect`` closes the connection;
+    so does a refusal of the hook (4504 unless it names its own close code).
     """
     session = ctx.session
-    if session.credentials is not None:
+    if session.credentials is not None or session.connecting:
         raise codes.HubError(codes.BAD_REQUEST, "already connected")
     token = params["token"]
+    if token is None:
+        token = session.ws.user_data.token
+    hooks = ctx.node.hooks
+    data = None
+    if token is None and hooks is not None and hooks.has("connect"):
+        session.connecting = True
+        try:
+            result = await hooks.connect(session.hook_context())
+        except codes.HubError as exc:
+            if exc.code != codes.BACKEND_ERROR and exc.disconnect is None:
+                exc.disconnect = codes.REFUSED
+            ctx.node.stats.failed_handshake("refused_by_hook")
+            raise
+        finally:
+            session.connecting = False
+        info = orjson.dumps(result.info) if result.info is not None else None
+        credentials = Credentials(user=result.user, info=info, expires_at=result.expire_at)
+        session.meta, data = result.meta, result.data
+    else:
+        credentials = _authenticate(ctx, token)
+    if session.closed:
+        return None
+    session.connected(credentials)
+    ping = session.ws.options.ping_interval or 0
+    reply = {"client": session.client_id, "user": credentials.user, "ping": int(ping)}
+    if data is not None:
+        session.wire.put_data(reply, encode_data(data))
+    return reply
+
+
+def _authenticate(ctx: Context, token: Any) -> Credentials:
     try:
-        credentials = ctx.node.auth.authenticate(token if token is not None else session.ws.user_data)
+        return ctx.node.auth.authenticate(token)
     except TokenError as exc:
         ctx.node.stats.failed_handshake(
             "token_expired" if exc.disconnect is codes.TOKEN_EXPIRED else "invalid_token"
         )
         raise
-    session.connected(credentials)
-    ping = session.ws.options.ping_interval or 0
-    return {"client": session.client_id, "user": credentials.user, "ping": int(ping)}
 
 
 def refresh(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
@@ -46,4 +79,16 @@ def ping(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-__all__ = ["connect", "ping", "refresh"]
+async def rpc(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """The rpc hook's reply to ``method`` with ``data`` (``{}`` when it answered none)."""
+    hooks = ctx.node.hooks
+    if hooks is None or not hooks.has("rpc"):
+        raise codes.HubError(codes.NOT_IMPLEMENTED, "no rpc hook is configured")
+    data = await hooks.rpc(ctx.session.hook_context(), params["method"], params["data"])
+    reply: dict[str, Any] = {}
+    if data is not None:
+        ctx.wire.put_data(reply, encode_data(data))
+    return reply
+
+
+__all__ = ["connect", "ping", "refresh", "rpc"]

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from fastws.hub.node import Node
     from fastws.hub.session import Session
 
+HOOKED = {Permission.SUBSCRIBE: "subscribe", Permission.PUBLISH: "publish"}
+
 
 class Context:
     """The node a command acts on and who asks: ``session`` is the client's connection,
@@ -31,6 +33,17 @@ class Context:
         """The asking user, shown as publisher and sender; None for the server API."""
         session = self.session
         return None if session is None else session.credentials.user
+
+    def hooked(self, permission: Permission, channel: str) -> bool:
+        """Does a hook decide ``permission`` on ``channel`` for this client, instead of
+        grants: the subscribe hook where the namespace has ``subscribe_hook``, the publish
+        hook where it has ``publish_hook``."""
+        hooks = self.node.hooks
+        event = HOOKED.get(permission)
+        if event is None or hooks is None or self.session is None or not hooks.has(event):
+            return False
+        namespace = self.node.config.namespace(channel)
+        return namespace is not None and getattr(namespace, f"{event}_hook")
 
     def permit(
         self, permission: Permission, name: str, token: str | None = None
@@ -51,6 +64,8 @@ class Context:
                 raise codes.HubError(
                     codes.PERMISSION_DENIED, f"subscription token for {name!r}: {exc.message}"
                 ) from None
+        if self.hooked(permission, name):
+            return None  # the hook decides, in the handler
         subscribed = name in session.subscriptions
         if not permits(node.auth, namespace, credentials, permission, name, subscribed):
             why = ""

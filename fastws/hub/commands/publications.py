@@ -6,10 +6,16 @@ from typing import Any
 
 from fastws.hub.commands.context import Context
 from fastws.hub.commands.spec import as_hub_error
+from fastws.hub.permissions import Permission
 
 
 async def publish(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    position = await ctx.node.publish(params["channel"], params["data"], ctx.user)
+    """Publish; a client's publication goes through the publish hook first when one applies
+    (which may refuse it or replace its data)."""
+    channel, data = params["channel"], params["data"]
+    if ctx.hooked(Permission.PUBLISH, channel):
+        data = await ctx.node.hooks.publish(ctx.session.hook_context(), channel, data)
+    position = await ctx.node.publish(channel, data, ctx.user)
     if ctx.session is not None:
         return {"offset": position.offset}
     return {"offset": position.offset, "epoch": position.epoch}  # the server API's answer

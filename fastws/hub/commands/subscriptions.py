@@ -13,12 +13,16 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from fastws.hub import messages
 from fastws.hub.broker import BrokerUnavailable, ClientInfo, StreamPosition
 from fastws.hub.commands.context import Context
 from fastws.hub.commands.spec import Reply
 from fastws.hub.node import Subscription, recovers
+from fastws.hub.permissions import Permission
 from fastws.hub.protocol import codes
+from fastws.hub.protocol.wire import encode_data
 
 if TYPE_CHECKING:
     from fastws.hub.session import Session
@@ -41,6 +45,13 @@ async def subscribe(ctx: Context, params: dict[str, Any]) -> Reply:
     since, grant = params["since"], params["token"]
     options = node.namespace(channel)
     client_info = session.client_info
+    hooked = None
+    if grant is None and ctx.hooked(Permission.SUBSCRIBE, channel):
+        hooked = await node.hooks.subscribe(session.hook_context(), channel, params["data"])
+        if session.closed or channel in session.subscriptions:
+            raise codes.HubError(codes.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
+        if hooked.info is not None:
+            client_info = ClientInfo(session.client_id, client_info.user, orjson.dumps(hooked.info))
     if grant is not None and grant.info is not None:
         client_info = ClientInfo(session.client_id, client_info.user, grant.info)
     expires_at = grant.expires_at if grant is not None else None
@@ -62,6 +73,8 @@ async def subscribe(ctx: Context, params: dict[str, Any]) -> Reply:
     recovered = since is not None and recovers(since, result)
     publications = result.publications if recovered else []
     reply = messages.subscribe_reply(ctx.wire, position, recovered, publications)
+    if hooked is not None and hooked.data is not None:
+        ctx.wire.put_data(reply, encode_data(hooked.data))
     return Reply(reply, lambda: _start(session, sub, position))
 
 

@@ -55,12 +55,18 @@ COMMANDS: tuple[Command, ...] = (
     Command("ping", connection.ping),
     Command("refresh", connection.refresh, (Field("token", TOKEN, required=True),)),
     Command(
+        "rpc",
+        connection.rpc,
+        (Field("method", Text(non_empty=True, max_bytes=256), required=True), Field("data", ANY)),
+    ),
+    Command(
         "subscribe",
         subscriptions.subscribe,
         (
             Field("channel", CHANNEL, required=True),
             Field("since", POSITION),
             Field("token", TOKEN),
+            Field("data", ANY),
         ),
         Permission.SUBSCRIBE,
         grant="token",

@@ -26,6 +26,8 @@ MESSAGE_TOO_LARGE = 413
 NOT_AVAILABLE = 422
 LIMIT_EXCEEDED = 429
 INTERNAL = 500
+NOT_IMPLEMENTED = 501
+BACKEND_ERROR = 502
 BROKER_UNAVAILABLE = 503
 
 ERRORS: dict[int, str] = {
@@ -39,6 +41,8 @@ ERRORS: dict[int, str] = {
     NOT_AVAILABLE: "not available: the channel keeps no history, or no presence",
     LIMIT_EXCEEDED: "limit exceeded or too many requests",
     INTERNAL: "internal error",
+    NOT_IMPLEMENTED: "not implemented: no rpc hook is configured",
+    BACKEND_ERROR: "backend error: the application's hook failed, was too slow or is down",
     BROKER_UNAVAILABLE: "broker unavailable: try again later",
 }
 
@@ -81,6 +85,7 @@ INVALID_TOKEN = Disconnect(4500, "invalid token")
 TOKEN_EXPIRED = Disconnect(4501, "token expired")
 BAD_PROTOCOL = Disconnect(4502, "bad protocol use")
 DISCONNECTED_BY_API = Disconnect(4503, "disconnected by the server API")
+REFUSED = Disconnect(4504, "refused by the application")
 
 CLOSES: dict[int, Disconnect] = {
     d.code: d
@@ -95,6 +100,7 @@ CLOSES: dict[int, Disconnect] = {
         TOKEN_EXPIRED,
         BAD_PROTOCOL,
         DISCONNECTED_BY_API,
+        REFUSED,
     )
 }
 

@@ -1,0 +1,226 @@
+"""Hooks end to end over real sockets: the same application in-process and behind the
+HTTP proxy, and a backend that refuses, is slow, crashes, or is down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from fastws.hub.app import Hub
+from fastws.hub.config import ConfigError
+from fastws.hub.protocol import codes
+from tests.support import hooks_app
+from tests.support.hub import HubClient, make_config, running_hub, token
+from tests.support.loops import run_async
+
+TIMEOUT = 0.5  # seconds each hook may take in these tests
+EVENTS = ("connect", "subscribe", "publish", "rpc", "refresh")
+TIMEOUTS = {f"{event}_hook_timeout": TIMEOUT for event in (*EVENTS, "notify")}
+
+
+@contextlib.asynccontextmanager
+async def proxy_backend(seen: list[dict] | None = None) -> AsyncIterator[str]:
+    """The test application behind HTTP; yields its base URL."""
+    # Handlers of a slow backend end with the hub's request, not 30 s later.
+    runner = web.AppRunner(hooks_app.proxy_app(seen), handler_cancellation=True, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def proxy_options(base: str) -> dict[str, Any]:
+    options = {f"proxy_{event}_endpoint": f"{base}/{event}" for event in EVENTS}
+    options["proxy_notify_endpoint"] = f"{base}/notify"
+    return options
+
+
+@contextlib.asynccontextmanager
+async def hooked_hub(backend: str, **options: Any) -> AsyncIterator[Any]:
+    """A hub without any token key whose hooks are the test application's."""
+    options = {"insecure": False, **TIMEOUTS, **options}
+    hooks_app.notifications.clear()
+    hooks_app.refreshes.clear()
+    if backend == "module":
+        async with running_hub(hooks="tests.support.hooks_app", **options) as hub:
+            yield hub
+    else:
+        async with proxy_backend() as base, running_hub(**proxy_options(base), **options) as hub:
+            yield hub
+
+
+async def connect_as(hub: Any, name: str | None, **kw: Any) -> HubClient:
+    headers = (("Cookie", f"theme=dark; session={name}"),) if name is not None else ()
+    return await HubClient.open(hub.port, headers=headers, connect=False, **kw)
+
+
+BACKENDS = pytest.mark.parametrize("backend", ["module", "proxy"])
+
+
+@BACKENDS
+@run_async(loops=("uvloop",))
+async def test_the_connect_hook_authenticates_from_the_cookie_without_a_token(backend) -> None:
+    async with hooked_hub(backend) as hub:
+        client = await connect_as(hub, "bob")
+        result = await client.result("connect", {})
+        assert result["user"] == "bob" and result["data"] == {"welcome": "bob"}
+        whoami = await client.result("rpc", {"method": "whoami"})
+        assert whoami == {
+            "data": {"user": "bob", "client": result["client"], "meta": {"role": "member", "keep": True}}
+        }
+        assert await client.result("rpc", {"method": "echo", "data": [1, "two"]}) == {
+            "data": [1, "two"]
+        }
+        await client.close()
+        for _ in range(100):
+            if hooks_app.notifications:
+                break
+            await asyncio.sleep(0.02)
+        assert hooks_app.notifications == [("disconnect", "bob", 1000)]
+
+
+@BACKENDS
+@run_async(loops=("uvloop",))
+async def test_refusals_are_the_backends_errors(backend) -> None:
+    async with hooked_hub(backend) as hub:
+        anonymous = await connect_as(hub, None)
+        assert await anonymous.error("connect", {}) == (401, "log in first")
+        assert await anonymous.closed() == (codes.REFUSED.code, codes.REFUSED.reason)
+
+        banned = await connect_as(hub, "banned")
+        assert await banned.error("connect", {}) == (403, "banned")
+        assert await banned.closed() == (4600, "banned for a week")
+
+        client = await connect_as(hub, "bob")
+        await client.result("connect", {})
+        assert await client.error("subscribe", {"channel": "room:secret"}) == (
+            403,
+            "bob may not read room:secret",
+        )
+        assert await client.error("publish", {"channel": "room:1", "data": {"text": ""}}) == (
+            400,
+            "a message needs text",
+        )
+        assert await client.error("rpc", {"method": "nope"}) == (404, "no method 'nope'")
+        await client.result("ping")  # still connected
+        await client.close()
+
+
+@BACKENDS
+@run_async(loops=("uvloop",))
+async def test_subscribe_and_publish_hooks_decide_and_rewrite(backend) -> None:
+    async with hooked_hub(backend) as hub:
+        client = await connect_as(hub, "bob")
+        await client.result("connect", {})
+        reply = await client.result("subscribe", {"channel": "room:1", "data": {"hi": 1}})
+        assert reply["data"] == {"channel": "room:1", "asked": {"hi": 1}}
+        await client.result("publish", {"channel": "room:1", "data": {"text": "  hello "}})
+        [push] = await client.pushes_of("pub", 1)
+        assert push["data"] == {"text": "hello", "by": "bob"}
+        await client.result("publish", {"channel": "room:1", "data": {"text": "as is", "keep": 1}})
+        [push] = await client.pushes_of("pub", 1)
+        assert push["data"] == {"text": "as is", "keep": 1}
+        await client.close()
+
+
+@BACKENDS
+@run_async(loops=("uvloop",))
+async def test_a_slow_or_crashing_backend_is_a_clear_error_not_a_hang(backend) -> None:
+    async with hooked_hub(backend) as hub:
+        slow = await connect_as(hub, "slow")
+        code, message = await slow.error("connect", {})
+        assert code == codes.BACKEND_ERROR and "try again later" in message
+        crash = await connect_as(hub, "crash")
+        assert (await crash.error("connect", {}))[0] == codes.BACKEND_ERROR
+        client = await connect_as(hub, "bob")
+        await client.result("connect", {})
+        for method, params in (
+            ("subscribe", {"channel": "room:slow"}),
+            ("publish", {"channel": "room:crash", "data": {"text": "x"}}),
+            ("rpc", {"method": "slow"}),
+            ("rpc", {"method": "crash"}),
+        ):
+            assert (await client.error(method, params))[0] == codes.BACKEND_ERROR, method
+        await client.result("ping")
+        for ws in (slow, crash, client):
+            await ws.close()
+
+
+@run_async(loops=("uvloop",))
+async def test_a_backend_that_is_down_fails_fast_once_its_circuit_opens() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    async with running_hub(jwt_secret="x" * 32, **proxy_options(base), **TIMEOUTS) as hub:
+        client = await HubClient.open(hub.port, token=token("bob", secret="x" * 32))
+        for _ in range(5):
+            code, message = await client.error("rpc", {"method": "echo"})
+            assert code == codes.BACKEND_ERROR
+        breaker = hub.node.hooks.proxy.breakers()["rpc"]
+        assert breaker.state == "open" and breaker.trips == 1
+        await client.close()
+
+
+@BACKENDS
+@run_async(loops=("uvloop",), timeout=20)
+async def test_the_refresh_hook_extends_or_ends_an_expiring_connection(backend) -> None:
+    async with hooked_hub(backend) as hub:
+        kept = await connect_as(hub, "short")
+        await kept.result("connect", {})
+        gone = await connect_as(hub, "gone")
+        await gone.result("connect", {})
+        assert await gone.closed() == (codes.TOKEN_EXPIRED.code, codes.TOKEN_EXPIRED.reason)
+        for _ in range(200):
+            if "short" in hooks_app.refreshes:
+                break
+            await asyncio.sleep(0.02)
+        assert set(hooks_app.refreshes) == {"short", "gone"}
+        await asyncio.sleep(1.5)  # past the first expiry: still connected
+        await kept.result("ping")
+        session = next(iter(hub.node.sessions.values()))
+        assert session.credentials.info == b'{"name":"Refreshed"}'
+        await kept.close()
+
+
+@run_async(loops=("uvloop",))
+async def test_tokens_and_hooks_combine() -> None:
+    """With a token key too, a token connects as before and no token asks the hook."""
+    secret = "s" * 32
+    async with hooked_hub("module", jwt_secret=secret) as hub:
+        with_token = await HubClient.open(hub.port, token=token("carol", secret=secret))
+        assert (await with_token.result("rpc", {"method": "whoami"}))["data"]["user"] == "carol"
+        by_cookie = await connect_as(hub, "bob")
+        assert (await by_cookie.result("connect", {}))["user"] == "bob"
+        for ws in (with_token, by_cookie):
+            await ws.close()
+
+
+@run_async(loops=("uvloop",))
+async def test_rpc_without_a_hook_is_not_implemented() -> None:
+    async with running_hub() as hub:
+        client = await HubClient.open(hub.port)
+        assert await client.error("rpc", {"method": "x"}) == (
+            codes.NOT_IMPLEMENTED,
+            "no rpc hook is configured",
+        )
+        await client.close()
+
+
+def test_a_hub_without_token_key_needs_a_connect_hook() -> None:
+    with pytest.raises(ConfigError, match="no token key"):
+        make_config(insecure=False, proxy_rpc_endpoint="http://127.0.0.1:1/rpc")
+    config = make_config(insecure=False, hooks="tests.support.hooks_without_connect")
+    with pytest.raises(ConfigError, match="define no on_connect"):
+        Hub(config)
+    with pytest.raises(ConfigError, match="proxy_rpc_endpoint"):
+        make_config(proxy_rpc_endpoint="ftp://x/rpc")
