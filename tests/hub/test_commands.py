@@ -13,7 +13,7 @@ from tests.support.loops import run_async
 
 def test_every_command_is_reachable_and_names_its_permission_target() -> None:
     assert set(CLIENT_COMMANDS) == {
-        "connect", "ping", "refresh", "subscribe", "sub_refresh", "unsubscribe", "publish", "send",
+        "connect", "ping", "refresh", "rpc", "subscribe", "sub_refresh", "unsubscribe", "publish", "send",
         "presence", "history",
     }  # fmt: skip
     assert {name: c.http for name, c in API_COMMANDS.items()} == {

@@ -38,6 +38,7 @@ from fastws.hub.hooks.contract import (
 from fastws.hub.hooks.module import ModuleHooks
 from fastws.hub.hooks.proxy import ProxyHooks
 from fastws.hub.protocol import codes
+from fastws.hub.protocol import data as hub_data
 
 logger = logging.getLogger("fastws.hub")
 
@@ -88,10 +89,12 @@ class Hooks:
         return subscribe_result(await self._call("subscribe", ctx, fields))
 
     async def publish(self, ctx: HookContext, channel: str, data: bytes) -> bytes:
-        """The data to publish: as given, or as the hook replaced it (JSON bytes)."""
-        fields = {"channel": channel, "data": orjson.loads(data)}
+        """The data to publish (as carried: ``fastws.hub.protocol.data``), as given or as
+        the hook replaced it. Hooks see binary data as ``bytes``."""
+        value = hub_data.payload(data) if hub_data.is_binary(data) else orjson.loads(data)
+        fields = {"channel": channel, "data": value}
         replaced = publish_result(await self._call("publish", ctx, fields))
-        return data if replaced is KEEP else orjson.dumps(replaced)
+        return data if replaced is KEEP else hub_data.encode(replaced)
 
     async def rpc(self, ctx: HookContext, method: str, data: Any) -> Any:
         return rpc_result(await self._call("rpc", ctx, {"method": method, "data": data}))

@@ -13,6 +13,7 @@ once instead of waiting for a backend known to be down.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
@@ -105,6 +106,10 @@ class ProxyHooks:
     async def call(self, event: str, ctx: HookContext | None, fields: dict[str, Any]) -> Any:
         request = ctx.as_json() if ctx is not None else {}
         request.update(fields)
+        data = request.get("data")
+        if isinstance(data, bytes):  # binary data: base64, as the HTTP API gives it
+            del request["data"]
+            request["b64data"] = base64.b64encode(data).decode()
         endpoint = self.endpoints.get(event)
         if endpoint is None:
             request["event"] = event
