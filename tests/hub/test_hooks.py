@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from fastws.hub.app import Hub
 from fastws.hub.config import ConfigError
 from fastws.hub.protocol import codes
 from tests.support import hooks_app
-from tests.support.hub import HubClient, make_config, running_hub, token
+from tests.support.hub import PLAIN, ROOMS, HubClient, make_config, running_hub, token
 from tests.support.loops import run_async
 
 TIMEOUT = 0.5  # seconds each hook may take in these tests
@@ -48,7 +49,7 @@ def proxy_options(base: str) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def hooked_hub(backend: str, **options: Any) -> AsyncIterator[Any]:
     """A hub without any token key whose hooks are the test application's."""
-    options = {"insecure": False, **TIMEOUTS, **options}
+    options = {"insecure": False, "namespaces": [HOOKED_ROOMS, PLAIN], **TIMEOUTS, **options}
     hooks_app.notifications.clear()
     hooks_app.refreshes.clear()
     if backend == "module":
@@ -63,6 +64,9 @@ async def connect_as(hub: Any, name: str | None, **kw: Any) -> HubClient:
     headers = (("Cookie", f"theme=dark; session={name}"),) if name is not None else ()
     return await HubClient.open(hub.port, headers=headers, connect=False, **kw)
 
+
+# The subscribe and publish hooks apply in the room namespace only.
+HOOKED_ROOMS = replace(ROOMS, subscribe_hook=True, publish_hook=True)
 
 BACKENDS = pytest.mark.parametrize("backend", ["module", "proxy"])
 
@@ -130,6 +134,13 @@ async def test_subscribe_and_publish_hooks_decide_and_rewrite(backend) -> None:
         await client.result("publish", {"channel": "room:1", "data": {"text": "as is", "keep": 1}})
         [push] = await client.pushes_of("pub", 1)
         assert push["data"] == {"text": "as is", "keep": 1}
+        # plain: no hook applies, and the namespace grants nothing
+        for method, params in (
+            ("subscribe", {"channel": "plain:secret"}),
+            ("publish", {"channel": "plain:1", "data": {"text": ""}}),
+        ):
+            code, message = await client.error(method, params)
+            assert code == 403 and message.startswith("not allowed"), message
         await client.close()
 
 
