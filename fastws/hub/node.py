@@ -154,7 +154,8 @@ class Node:
         self.users: dict[str, set[Session]] = {}
         self.channels: dict[str, ChannelState] = {}
         self.waiting: dict[Session, float] = {}  # not connected yet -> deadline
-        self._expiries: list[tuple[float, str, str | None]] = []  # (expiry, client id, channel)
+        # (expiry, client id, channel or "" for the connection's own token)
+        self._expiries: list[tuple[float, str, str]] = []
         self._publish_options: dict[Namespace, PublishOptions] = {}
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -226,7 +227,7 @@ class Node:
         self.users.setdefault(session.credentials.user, set()).add(session)
         self.expires(session, session.credentials.expires_at)
 
-    def expires(self, session: Session, at: float | None, channel: str | None = None) -> None:
+    def expires(self, session: Session, at: float | None, channel: str = "") -> None:
         """Check the token of ``session`` (or of its subscription to ``channel``) at ``at``.
 
         Entries are not removed when a token is refreshed: the tick compares each one

@@ -301,10 +301,10 @@ class Session(Listener):
         if error.disconnect is not None:
             self.disconnect(error.disconnect)
 
-    def token_expired(self, channel: str | None, now: float) -> None:
-        """A token expiry noted for this connection (or its subscription to ``channel``)
+    def token_expired(self, channel: str, now: float) -> None:
+        """A token expiry noted for this connection ("") or its subscription to ``channel``
         came: close, or unsubscribe with a push, unless a refresh moved it meanwhile."""
-        if channel is None:
+        if not channel:
             expires = self.credentials.expires_at
             if expires is None or expires > now:
                 return

@@ -1,16 +1,19 @@
 """The Python client of the hub: one logical connection that outlives the network.
 
-    async with Client("ws://127.0.0.1:8080/connection", token=get_token) as client:
+    async with Client("ws://127.0.0.1:8080/connection", get_token=get_token) as client:
         sub = await client.subscribe("chat:lobby")
         await sub.publish({"text": "hi"})
         async for pub in sub:
             print(pub.offset, pub.data)
 
 When the socket drops, the client reconnects with exponential backoff and full
-jitter, asks for a fresh token (when ``token`` is a callable), and subscribes
+jitter, asks for a fresh token (``get_token``), and subscribes
 again to every channel from the last position it saw. The hub then replays what
 was missed (``recovered=True``) or says it cannot (``on_resync``). Publications
-reach the application once each and in offset order across all of that.
+reach the application once each and in offset order across all of that. Before
+a token's ``exp`` the client asks ``get_token`` (or, for a subscription token,
+``get_subscription_token(channel)``) for a new one and hands it to the hub
+without reconnecting (``tokens``).
 
 Modules, as in other client SDKs: ``client`` (the connection's life: connect,
 reconnect, commands, pushes), ``session`` (one WebSocket connection: commands

@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import StrEnum
 from typing import Any
@@ -24,6 +25,13 @@ from fastws.hub.client.errors import CommandTimeout, Disconnected, command_deadl
 from fastws.hub.client.inbox import Inbox
 from fastws.hub.client.session import Session
 from fastws.hub.client.subscription import Callback, Subscription
+from fastws.hub.client.tokens import (
+    SubscriptionTokenSource,
+    TokenSource,
+    call_token_source,
+    refresh_delay,
+    token_expiry,
+)
 from fastws.hub.client.types import History, Message, ReceivedClientInfo, ReceivedPublication
 from fastws.hub.protocol import codes
 from fastws.hub.protocol.codes import HubError
@@ -47,6 +55,7 @@ _FATAL_CONNECT_ERRORS = frozenset(
 _TRANSIENT_ERRORS = frozenset({codes.LIMIT_EXCEEDED, codes.INTERNAL, codes.BROKER_UNAVAILABLE})
 
 Token = str | Callable[[], "str | Awaitable[str] | None"] | None
+TOKEN_EXPIRED_CLOSE = codes.TOKEN_EXPIRED.code
 
 
 class ClientState(StrEnum):
@@ -61,8 +70,12 @@ class ClientState(StrEnum):
 class Client:
     """A client of the fastws hub; see the ``fastws.hub.client`` package docstring.
 
-    ``token`` is a JWT string, or a callable (plain or async) called before
-    every connection attempt so that reconnects can use a fresh token.
+    ``token`` is a JWT string; ``get_token`` a callable (plain or async) called
+    before every connection attempt, and again before the token's ``exp`` to
+    replace it without reconnecting (``refresh``); a callable ``token`` is taken
+    as ``get_token``. ``get_subscription_token(channel)`` is called before every
+    subscribe (None: no token for that channel) and before a subscription
+    token's ``exp`` (``sub_refresh``).
     ``ping_interval`` overrides the heartbeat the hub asks for; a ``ping`` that
     gets no reply within ``ping_timeout`` counts the hub as dead. Extra keyword
     arguments go to ``fastws.connect`` (``compression``, ``max_message_size``...).
@@ -73,6 +86,8 @@ class Client:
         url: str,
         *,
         token: Token = None,
+        get_token: TokenSource | None = None,
+        get_subscription_token: SubscriptionTokenSource | None = None,
         subprotocol: str = JSON_SUBPROTOCOL,
         backoff_base: float = 0.5,
         backoff_max: float = 20.0,
@@ -92,7 +107,11 @@ class Client:
         if backoff_base <= 0 or backoff_max <= 0 or backoff_factor < 1:
             raise ValueError("backoff_base and backoff_max must be > 0 and backoff_factor >= 1")
         self.url = url
+        if callable(token):
+            token, get_token = None, token
         self.token = token
+        self.get_token = get_token
+        self.get_subscription_token = get_subscription_token
         self.subprotocol = subprotocol
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -236,7 +255,11 @@ class Client:
                 self.reconnects += 1
             else:
                 first.set_result(None)
-            await self._heartbeat(session)
+            refresher = asyncio.create_task(self._refresh_token(session))
+            try:
+                await self._heartbeat(session)
+            finally:
+                refresher.cancel()
             self._session = None
             self._connected.clear()
             self.state = ClientState.DISCONNECTED
@@ -244,7 +267,9 @@ class Client:
             self._emit(
                 self.on_disconnect, session.close_code, session.close_reason, session.reconnect
             )
-            if not session.reconnect:
+            # An expired token is fixed by a new one, when the client can ask for it.
+            renewable = session.close_code == TOKEN_EXPIRED_CLOSE and self.get_token is not None
+            if not session.reconnect and not renewable:
                 logger.warning(
                     "fastws hub client: the hub closed with %d %r; not reconnecting",
                     session.close_code,
@@ -281,10 +306,8 @@ class Client:
 
     async def _open_session(self) -> Session:
         token = self.token
-        if callable(token):
-            token = token()
-            if inspect.isawaitable(token):
-                token = await token
+        if self.get_token is not None:
+            token = await call_token_source(self.get_token)
         session = Session(self, wire_for(self.subprotocol).client)
         ws = await connect(
             self.url, subprotocols=[self.subprotocol], listener=session, **self.connect_options
@@ -304,6 +327,7 @@ class Client:
         session.client_id = result.get("client")
         session.user = result.get("user")
         session.ping = float(result.get("ping") or 0)
+        session.token = token
         return session
 
     async def _heartbeat(self, session: Session) -> None:
@@ -329,6 +353,30 @@ class Client:
                 await asyncio.wait([session.lost])
             except HubError:
                 pass  # lost (the loop ends) or an error reply (the hub is alive)
+
+    async def _refresh_token(self, session: Session) -> None:
+        """Replace the connection's token before its ``exp``, as long as the session lasts."""
+        if self.get_token is None:
+            return
+        token = session.token
+        while (exp := token_expiry(token)) is not None:
+            await asyncio.sleep(refresh_delay(exp, time.time()))
+            try:
+                token = await call_token_source(self.get_token)
+                async with command_deadline("refresh", self.command_timeout):
+                    await session.send("refresh", {"token": token})
+            except HubError as exc:
+                if session.lost.done():
+                    return
+                logger.warning("fastws hub client: token refresh failed: %s", exc)
+                await asyncio.sleep(self._backoff(0))
+                token = session.token  # try again a little later
+            except Exception:
+                logger.exception("fastws hub client: get_token failed")
+                await asyncio.sleep(self._backoff(0))
+                token = session.token
+            else:
+                session.token = token
 
     def _stop(self, error: Exception) -> None:
         self._final = error
@@ -395,7 +443,30 @@ class Client:
         return sub
 
     def _send_subscribe(self, session: Session, sub: Subscription) -> None:
+        if self.get_subscription_token is None:
+            self._send_subscribe_with(session, sub, None)
+            return
+        task = asyncio.create_task(self._subscribe_with_token(session, sub))
+        self._retry_tasks.add(task)
+        task.add_done_callback(self._retry_tasks.discard)
+
+    async def _subscribe_with_token(self, session: Session, sub: Subscription) -> None:
+        try:
+            token = await call_token_source(self.get_subscription_token, sub.channel)
+        except Exception as exc:
+            logger.warning("fastws hub client: no subscription token for %r: %s", sub.channel, exc)
+            if self._subs.get(sub.channel) is sub and not sub._ready.done():
+                del self._subs[sub.channel]
+                sub._end(exc)
+            return
+        if session.lost.done() or self._subs.get(sub.channel) is not sub:
+            return
+        self._send_subscribe_with(session, sub, token)
+
+    def _send_subscribe_with(self, session: Session, sub: Subscription, token: str | None) -> None:
         params = sub._subscribe_params()
+        if token is not None:
+            params["token"] = token
         since_sent = "since" in params
 
         def on_reply(result: Any, error: HubError | None) -> None:
@@ -408,6 +479,8 @@ class Client:
                 sub._subscribed(result or {}, since_sent)
                 if not sub._ready.done():
                     sub._ready.set_result(None)
+                if token_expiry(token) is not None:
+                    sub._refresh_task(self._refresh_subscription(session, sub, token))
             else:
                 self._subscribe_failed(session, sub, error)
 
@@ -437,6 +510,22 @@ class Client:
             )
             del self._subs[sub.channel]
             sub._end(error)
+
+    async def _refresh_subscription(self, session: Session, sub: Subscription, token: str) -> None:
+        """Replace a subscription token before its ``exp`` while the subscription lasts."""
+        while (exp := token_expiry(token)) is not None:
+            await asyncio.sleep(refresh_delay(exp, time.time()))
+            if session.lost.done() or self._subs.get(sub.channel) is not sub:
+                return
+            try:
+                token = await call_token_source(self.get_subscription_token, sub.channel)
+                async with command_deadline("sub_refresh", self.command_timeout):
+                    await session.send("sub_refresh", {"channel": sub.channel, "token": token})
+            except Exception as exc:
+                logger.warning(
+                    "fastws hub client: refresh of the %r token failed: %s", sub.channel, exc
+                )
+                return  # the hub's unsubscribe push, if it comes, subscribes again
 
     async def _resubscribe_later(self, session: Session, sub: Subscription) -> None:
         for attempt in range(1000):
@@ -536,10 +625,24 @@ class Client:
             if sub is not None:
                 callback = sub.on_join if kind == "join" else sub.on_leave
                 self._emit(callback, ReceivedClientInfo.from_wire(info.get("client"), info))
+        elif kind == "unsubscribe":
+            self._unsubscribed_by_hub(session, message)
         elif kind == "disconnect":
             session.disconnect_push = message
         else:
             logger.debug("fastws hub client: ignoring push %r", kind)
+
+    def _unsubscribed_by_hub(self, session: Session, message: dict) -> None:
+        """The hub ended a subscription (its token expired): subscribe again with a new
+        token from the last position, or end it when there is no way to get one."""
+        sub = self._subs.get(message.get("channel"))
+        if sub is None:
+            return
+        if self.get_subscription_token is not None:
+            self._send_subscribe(session, sub)
+            return
+        del self._subs[sub.channel]
+        sub._end(HubError(codes.PERMISSION_DENIED, message.get("reason") or "unsubscribed"))
 
     def _emit_publication(self, sub: Subscription, pub: ReceivedPublication) -> None:
         if sub.on_publication is not None:

@@ -47,6 +47,7 @@ class Session(Listener):
         self.client_id: str | None = None
         self.user: str | None = None
         self.ping: float = 0.0
+        self.token: str | None = None  # the connection's token, replaced by refresh
 
     # -- Listener callbacks ----------------------------------------------------------
 

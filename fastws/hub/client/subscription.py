@@ -8,7 +8,7 @@ the reply so that each publication is delivered once and in offset order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from fastws.hub.client.errors import Disconnected
@@ -54,6 +54,7 @@ class Subscription:
         self._buffer: list[ReceivedPublication] | None = None  # pushes during a subscribe in flight
         self._forget_position = False
         self._ready: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._refresher: asyncio.Task | None = None  # renews the subscription token
 
     @property
     def position(self) -> StreamPosition | None:
@@ -132,8 +133,16 @@ class Subscription:
         if isinstance(top, int) and (self.offset is None or top > self.offset):
             self.offset = top
 
+    def _refresh_task(self, refresh: Coroutine) -> None:
+        """Run ``refresh`` in place of the refresh of an earlier subscription token."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+        self._refresher = asyncio.create_task(refresh)
+
     def _end(self, error: BaseException | None = None) -> None:
         self.active = False
+        if self._refresher is not None:
+            self._refresher.cancel()
         self._buffer = None
         if not self._ready.done():
             self._ready.set_exception(error or Disconnected(1000, "unsubscribed"))
