@@ -16,9 +16,9 @@ import pytest
 
 from fastws.hub.client import Client, ReceivedPublication
 from tests.support.hub import HubClient, token
+from tests.support.hubprocess import HubProcess
 from tests.support.leaks import secret
 from tests.support.loops import run_async
-from tests.support.ops import RunningHub
 
 SECRET = secret("a permissions test secret of 32 bytes or more")
 FEATURES = "history_size = 10\nhistory_ttl = 60\npresence = true\n"
@@ -44,13 +44,13 @@ CONFIG = "jwt_leeway = 0\n" + "".join(
 
 
 @contextlib.asynccontextmanager
-async def hub_process(tmp_path: Path) -> AsyncIterator[RunningHub]:
+async def hub_process(tmp_path: Path) -> AsyncIterator[HubProcess]:
     config = tmp_path / "hub.toml"
     config.write_text(CONFIG)
     key = tmp_path / "jwt.secret"
     key.write_text(SECRET)
     args = ("--config", str(config), "--jwt-secret-file", str(key))
-    async with RunningHub(*args, insecure=False) as hub:
+    async with HubProcess(*args, insecure=False) as hub:
         yield hub
 
 
