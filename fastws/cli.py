@@ -47,7 +47,7 @@ from files. See docs/security.md.
 
 Operators make and check tokens with the same keys:
 
-    python -m fastws gentoken --user alice --ttl 3600 --channels 'chat:*'
+    python -m fastws gentoken --user alice --ttl 3600 --channels 'chat:*' --publish 'chat:*'
     python -m fastws gensubtoken --user alice --channel '$secret:room'
     python -m fastws checktoken TOKEN
 
@@ -101,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         "probes /health and /ready, demo page /",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # gentoken's --history is not an abbreviation of --history-size
     )
     add_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -117,16 +118,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def _token_parsers(sub: argparse._SubParsersAction) -> None:
     from fastws.hub.config import add_arguments
+    from fastws.hub.tokens import GRANT_CLAIMS
 
     gen = sub.add_parser("gentoken", help="print a connection token signed with jwt_secret")
     gen.add_argument("--user", required=True, help="the 'sub' claim: the user id")
-    gen.add_argument(
-        "--channels",
-        dest="claim_channels",
-        nargs="+",
-        metavar="PATTERN",
-        help="the 'channels' claim",
-    )
+    for claim in GRANT_CLAIMS:
+        gen.add_argument(
+            f"--{claim}",
+            dest=f"claim_{claim}",
+            nargs="+",
+            metavar="USER" if claim == "send" else "PATTERN",
+            help=f"the '{claim}' claim",
+        )
     subtoken = sub.add_parser("gensubtoken", help="print a subscription token for one channel")
     subtoken.add_argument("--user", required=True, help="the 'sub' claim: the user id")
     subtoken.add_argument("--channel", required=True, help="the 'channel' claim")
@@ -155,13 +158,20 @@ def _check_config(path: str) -> int:
 
 def _run_token_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from fastws.hub.config import ConfigError, flags_from_namespace, load_config
-    from fastws.hub.tokens import TokenError, check_token, connection_token, subscription_token
+    from fastws.hub.tokens import (
+        GRANT_CLAIMS,
+        TokenError,
+        check_token,
+        connection_token,
+        subscription_token,
+    )
 
     flags, path = flags_from_namespace(args)
     try:
         config = load_config(flags, os.environ, path)
         if args.command == "gentoken":
-            print(connection_token(config, args.user, args.ttl, args.claim_channels, args.info))
+            grants = {claim: getattr(args, f"claim_{claim}") for claim in GRANT_CLAIMS}
+            print(connection_token(config, args.user, args.ttl, grants, args.info))
         elif args.command == "gensubtoken":
             print(subscription_token(config, args.user, args.channel, args.ttl, args.info))
         else:

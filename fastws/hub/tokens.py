@@ -18,6 +18,7 @@ from fastws.hub.auth import Authenticator, TokenError
 from fastws.hub.config import ConfigError, HubConfig
 
 DEFAULT_TTL = 3600
+GRANT_CLAIMS = ("channels", "publish", "history", "presence", "send")  # arrays of patterns
 
 
 def _signing_claims(config: HubConfig, user: str, ttl: float) -> dict[str, Any]:
@@ -53,13 +54,17 @@ def connection_token(
     config: HubConfig,
     user: str,
     ttl: float = DEFAULT_TTL,
-    channels: list[str] | None = None,
+    grants: dict[str, list[str]] | None = None,
     info: str | None = None,
 ) -> str:
-    """A connection token for ``user`` valid ``ttl`` seconds, signed with jwt_secret."""
+    """A connection token for ``user`` valid ``ttl`` seconds, signed with jwt_secret;
+    ``grants`` maps claims of GRANT_CLAIMS to their patterns."""
     claims = _signing_claims(config, user, ttl)
-    if channels:
-        claims["channels"] = channels
+    for name, patterns in (grants or {}).items():
+        if name not in GRANT_CLAIMS:
+            raise ConfigError(f"no grant claim {name!r}; the grants are {', '.join(GRANT_CLAIMS)}")
+        if patterns:
+            claims[name] = patterns
     parsed = _info(info)
     if parsed is not None:
         claims["info"] = parsed
@@ -90,4 +95,10 @@ def check_token(config: HubConfig, token: str) -> str:
     return f"valid for user {claims['sub']!r}, {left}; claims {orjson.dumps(claims).decode()}"
 
 
-__all__ = ["TokenError", "check_token", "connection_token", "subscription_token"]
+__all__ = [
+    "GRANT_CLAIMS",
+    "TokenError",
+    "check_token",
+    "connection_token",
+    "subscription_token",
+]

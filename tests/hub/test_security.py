@@ -313,12 +313,15 @@ def fastws_command(*args: str) -> subprocess.CompletedProcess:
 async def test_operator_tokens_are_accepted_by_a_hub_with_the_same_keys(secret_file: str) -> None:
     made = fastws_command(
         "gentoken", "--user", "olga", "--ttl", "600", "--channels", "chat:*",
-        "--jwt-secret-file", secret_file,
+        "--publish", "chat:*", "--history", "chat:a", "--presence", "chat:a", "chat:b",
+        "--send", "*", "--jwt-secret-file", secret_file,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     connection = made.stdout.strip()
     claims = jwt.decode(connection, HUB_SECRET, algorithms=["HS256"])
     assert claims["sub"] == "olga" and claims["channels"] == ["chat:*"]
+    assert (claims["publish"], claims["history"], claims["send"]) == (["chat:*"], ["chat:a"], ["*"])
+    assert claims["presence"] == ["chat:a", "chat:b"]
     assert 590 <= claims["exp"] - claims["iat"] <= 600
     made = fastws_command(
         "--jwt-secret-file", secret_file, "gensubtoken", "--user", "olga", "--channel", "$vip:1",
@@ -338,6 +341,8 @@ async def test_operator_tokens_are_accepted_by_a_hub_with_the_same_keys(secret_f
     async with HubProcess("--jwt-secret-file", secret_file, insecure=False) as hub:
         client = await HubClient.open(hub.port, token=connection)
         await client.result("subscribe", {"channel": "chat:a"})  # a default namespace
+        await client.result("publish", {"channel": "chat:b", "data": 1})  # the publish claim
+        await client.result("history", {"channel": "chat:a"})
         code, _ = await client.error("subscribe", {"channel": "lobby"})
         assert code == 403
         await client.close()
