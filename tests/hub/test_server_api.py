@@ -58,6 +58,11 @@ async def test_subscribe_and_unsubscribe_a_user_from_the_server() -> None:
         await api(hub.port, "POST", "/api/v1/subscribe", {"user": "alice", "channel": "plain:s"})
         assert (await alice2.pushes_of("subscribe", 1))[0]["offset"] == 3
         await alice1.no_more_pushes()
+        # One connection of the user alone.
+        body = {"user": "alice", "channel": "plain:t", "client": alice1.client_id}
+        assert (await api(hub.port, "POST", "/api/v1/subscribe", body))[0] == 200
+        assert (await alice1.pushes_of("subscribe", 1))[0]["channel"] == "plain:t"
+        await alice2.no_more_pushes()
         for client in (alice1, alice2, bob):
             await client.close()
 

@@ -102,9 +102,10 @@ async def unsubscribe_by_server(session: Session, channel: str) -> None:
 
 
 async def subscribe_user(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """The server API subscribes every connection of the user, on every node."""
+    """The server API subscribes the user's connections (or one of them, ``client``),
+    on every node."""
     operation = {"op": "subscribe", "user": params["user"], "channel": params["channel"]}
-    await ctx.node.control(operation)
+    await ctx.node.control({**operation, "client": params["client"]})
     return {}
 
 

@@ -104,7 +104,11 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "subscribe",
         subscriptions.subscribe_user,
-        (Field("user", Text(), required=True), Field("channel", CHANNEL, required=True)),
+        (
+            Field("user", Text(), required=True),
+            Field("channel", CHANNEL, required=True),
+            Field("client", CLIENT),
+        ),
         client=False,
         http="POST",
     ),
