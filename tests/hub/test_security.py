@@ -369,6 +369,9 @@ async def test_a_reload_reads_the_key_files_again(tmp_path: Path) -> None:
         client = await HubClient.open(hub.port, token=token("ann", secret=HUB_SECRET))
         await client.close()
         assert (await http(hub.port, "GET", "/api/v1/info", api_key=FILE_API_KEY))[0] == 200
+        assert f"FASTWS_API_KEY={API_KEY}" in proc_strings(hub.pid)  # as RunningHub starts it
+        for pid in hub.workers():  # configured over their control link, not the environment
+            assert "FASTWS_API_KEY" not in proc_strings(pid)
         key.write_text(rotated + "\n")
         hub.send(signal.SIGHUP)
         await hub.wait_log("reload done")

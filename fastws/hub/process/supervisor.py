@@ -85,8 +85,9 @@ HANDOVER = (
     SECRETS_FD_VARIABLE,
     DEV_SECRET_VARIABLE,
 )
-SECRET_VARIABLES = {env_name(name) for name in SECRET_OPTIONS}
-"""Not passed on to workers: they get their configuration over the control link."""
+SECRET_VARIABLES = {env_name(name) for name in (*SECRET_OPTIONS, "broker")}
+"""Variables that may hold a secret (the broker URL a password), not passed on to workers:
+they get their configuration over the control link."""
 BACKLOG = 4096
 SNAPSHOT_TIMEOUT = 1.0
 STABLE_AFTER = 10.0  # seconds of life after which a worker's exit is not a quick failure
