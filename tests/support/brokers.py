@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastws.hub.broker import Broker, PublishOptions, StreamPosition
 from fastws.hub.protocol.data import decode, encode
-from tests.support.polling import until
+from tests.support.polling import PATIENCE, until
 
 
 class Sink:
@@ -32,7 +32,7 @@ class Sink:
     def on_control(self, data):
         self.events.append(("control", data))
 
-    async def wait(self, count: int, timeout: float = 5.0) -> list[tuple]:
+    async def wait(self, count: int, timeout: float = PATIENCE) -> list[tuple]:
         """The events once at least ``count`` have arrived."""
         await until(lambda: len(self.events) >= count, f"{count} broker events", timeout, 0.005)
         return self.events
@@ -96,7 +96,7 @@ async def check_binary_data(broker: Broker, sink: Sink, channel: str) -> None:
     await until(
         lambda: len([e for e in sink.events if e[0] in ("pub", "message")]) > len(payloads),
         "binary publications and a user message",
-        5.0,
+        PATIENCE,
         0.005,
     )
     delivered = [e[3] for e in sink.events if e[0] == "pub" and e[1] == channel]
@@ -116,7 +116,7 @@ async def check_server_api_support(broker: Broker, sinks: list[Sink], channel: s
         await until(
             lambda sink=sink: ("control", b"\x00{\"op\": 1},\r\n") in sink.events,
             "a control message on every node",
-            5.0,
+            PATIENCE,
             0.005,
         )
 

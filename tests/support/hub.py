@@ -21,6 +21,7 @@ from fastws.hub.config import HubConfig
 from fastws.hub.namespaces import Namespace
 from fastws.hub.protocol.wire import PROTOBUF_CLIENT
 from tests.support.leaks import secret
+from tests.support.polling import PATIENCE
 
 SECRET = secret("a test secret of at least 32 bytes!")
 ROOMS = Namespace("room", history_size=50, history_ttl=60, presence=True, join_leave=True)
@@ -129,12 +130,12 @@ class HubClient:
         else:
             self.unsolicited.append(message)
 
-    async def reply(self, command_id: int, timeout: float = 5.0) -> dict:
+    async def reply(self, command_id: int, timeout: float = PATIENCE) -> dict:
         while command_id not in self.replies:
             await self._read(timeout)
         return self.replies.pop(command_id)
 
-    async def call(self, method: str, params: dict | None = None, timeout: float = 5.0) -> dict:
+    async def call(self, method: str, params: dict | None = None, timeout: float = PATIENCE) -> dict:
         """The whole reply: ``{"id":..,"result":..}`` or ``{"id":..,"error":..}``."""
         return await self.reply(self.send_command(method, params), timeout)
 
@@ -148,12 +149,12 @@ class HubClient:
         assert "error" in reply, f"{method} did not fail: {reply}"
         return reply["error"]["code"], reply["error"]["message"]
 
-    async def push(self, timeout: float = 5.0) -> dict:
+    async def push(self, timeout: float = PATIENCE) -> dict:
         while not self.pushes:
             await self._read(timeout)
         return self.pushes.popleft()
 
-    async def pushes_of(self, kind: str, count: int, timeout: float = 5.0) -> list[dict]:
+    async def pushes_of(self, kind: str, count: int, timeout: float = PATIENCE) -> list[dict]:
         """The next ``count`` pushes of ``kind``; pushes of other kinds are dropped."""
         found = []
         while len(found) < count:
@@ -167,7 +168,7 @@ class HubClient:
         await self.result("ping")
         assert not self.pushes, f"unexpected pushes: {list(self.pushes)}"
 
-    async def closed(self, timeout: float = 5.0) -> tuple[int, str]:
+    async def closed(self, timeout: float = PATIENCE) -> tuple[int, str]:
         """Read until the server closes; (close code, reason)."""
         with contextlib.suppress(ConnectionClosed):
             while True:
@@ -187,7 +188,10 @@ async def http(
     headers: tuple[tuple[str, str], ...] = (),
     api_key: str | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 request; (status, lowercased headers, body)."""
+    """One HTTP/1.1 request; (status, lowercased headers, body).
+
+    A request may wait in the listening socket's queue, e.g. while the master is replaced.
+    """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1"]
     if api_key is not None:
@@ -197,7 +201,7 @@ async def http(
         lines.append(f"Content-Length: {len(body)}")
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(PATIENCE):
             data = await reader.read()
     finally:
         writer.close()

@@ -10,6 +10,11 @@ from typing import Any
 
 Description = str | Callable[[], str]  # what is awaited, or a function that says it on failure
 
+# How long a single wait for an answer that must come (a reply, a push, an HTTP response)
+# lasts before the test fails: generous, because `make test` runs the suite beside the
+# Autobahn runs on a busy machine, and a wait that ends early costs nothing.
+PATIENCE = 30.0
+
 
 def failure(what: Description, timeout: float) -> AssertionError:
     return AssertionError(f"not true within {timeout} s: {what() if callable(what) else what}")
