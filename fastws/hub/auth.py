@@ -8,6 +8,7 @@ Claims read from a token:
 - ``history``: patterns of the channels whose history the user may read;
 - ``presence``: patterns of the channels whose presence the user may read;
 - ``send``: patterns of the users the user may send private messages to;
+- ``subs``: channels the server subscribes the connection to when it connects;
 - ``info``: an object shown to others in presence, join and leave;
 - ``exp``, ``nbf``: checked with ``leeway`` seconds of clock skew; ``aud`` and
   ``iss`` when the hub is configured with an audience or issuer. ``exp``,
@@ -42,7 +43,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from fastws.hub.channels import Patterns, pattern_error, user_pattern_error
+from fastws.hub.channels import Patterns, channel_error, pattern_error, user_pattern_error
 from fastws.hub.config import ConfigError, HubConfig
 from fastws.hub.protocol import codes
 
@@ -72,6 +73,7 @@ class Credentials:
     send: Patterns | None = None
     info: bytes | None = None  # the 'info' claim, JSON-encoded once
     expires_at: float | None = None  # time.time() seconds
+    subs: tuple[str, ...] = ()  # channels the server subscribes the connection to at connect
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +237,21 @@ class Authenticator:
             send=_user_patterns(claims),
             info=_info(claims),
             expires_at=self._expiry(claims),
+            subs=_subs(claims),
         )
+
+
+def _subs(claims: dict[str, Any]) -> tuple[str, ...]:
+    value = claims.get("subs")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise TokenError(codes.INVALID_TOKEN, "the 'subs' claim must be an array of channels")
+    for channel in value:
+        error = channel_error(channel)
+        if error is not None:
+            raise TokenError(codes.INVALID_TOKEN, f"the 'subs' claim: {error}")
+    return tuple(dict.fromkeys(value))
 
 
 def check_claims(claims: dict[str, Any]) -> None:

@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 
 from fastws.hub.app import Hub
 from fastws.hub.config import ConfigError
+from fastws.hub.namespaces import Namespace
 from fastws.hub.protocol import codes
 from tests.support import hooks_app
 from tests.support.hub import PLAIN, ROOMS, HubClient, make_config, running_hub, token
@@ -49,7 +51,8 @@ def proxy_options(base: str) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def hooked_hub(backend: str, **options: Any) -> AsyncIterator[Any]:
     """A hub without any token key whose hooks are the test application's."""
-    options = {"insecure": False, "namespaces": [HOOKED_ROOMS, PLAIN], **TIMEOUTS, **options}
+    namespaces = [HOOKED_ROOMS, PLAIN, PERSONAL]
+    options = {"insecure": False, "namespaces": namespaces, **TIMEOUTS, **options}
     hooks_app.notifications.clear()
     hooks_app.refreshes.clear()
     if backend == "module":
@@ -67,6 +70,7 @@ async def connect_as(hub: Any, name: str | None, **kw: Any) -> HubClient:
 
 # The subscribe and publish hooks apply in the room namespace only.
 HOOKED_ROOMS = replace(ROOMS, subscribe_hook=True, publish_hook=True)
+PERSONAL = Namespace("personal", history_size=10, history_ttl=60)
 
 BACKENDS = pytest.mark.parametrize("backend", ["module", "proxy"])
 
@@ -235,3 +239,38 @@ def test_a_hub_without_token_key_needs_a_connect_hook() -> None:
         Hub(config)
     with pytest.raises(ConfigError, match="proxy_rpc_endpoint"):
         make_config(proxy_rpc_endpoint="ftp://x/rpc")
+
+
+@BACKENDS
+@run_async(loops=("uvloop",))
+async def test_server_side_subscriptions_of_the_connect_hook_recover_on_reconnect(backend) -> None:
+    async with hooked_hub(backend) as hub:
+        alice = await connect_as(hub, "alice")
+        await alice.result("connect", {})
+        [push] = await alice.pushes_of("subscribe", 1)
+        assert push["channel"] == "personal:alice" and push["recovered"] is False
+        await hub.node.publish("personal:alice", b'{"n":1}', None)
+        [pub] = await alice.pushes_of("pub", 1)
+        assert pub["channel"] == "personal:alice" and pub["data"] == {"n": 1}
+        position = {"epoch": push["epoch"], "offset": pub["offset"]}
+        await alice.close()
+
+        for n in (2, 3):  # missed while away
+            await hub.node.publish("personal:alice", orjson.dumps({"n": n}), None)
+        again = await connect_as(hub, "alice")
+        await again.result("connect", {"subs": {"personal:alice": position}})
+        [push] = await again.pushes_of("subscribe", 1)
+        assert push["recovered"] is True
+        assert [p["data"] for p in push["publications"]] == [{"n": 2}, {"n": 3}]
+        await again.close()
+
+
+@run_async(loops=("uvloop",))
+async def test_the_subs_claim_subscribes_on_the_server_side() -> None:
+    secret = "s" * 32
+    async with running_hub(jwt_secret=secret, namespaces=[PERSONAL]) as hub:
+        carol = await HubClient.open(hub.port, token=token("carol", secret=secret, subs=["personal:carol"]))
+        [push] = await carol.pushes_of("subscribe", 1)
+        assert push["channel"] == "personal:carol"
+        assert "personal:carol" in next(iter(hub.node.sessions.values())).subscriptions
+        await carol.close()

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from fastws.hub.auth import Credentials, TokenError
+from fastws.hub.broker import StreamPosition
 from fastws.hub.commands.context import Context
+from fastws.hub.commands.spec import Reply
+from fastws.hub.commands.subscriptions import subscribe_by_server
 from fastws.hub.protocol import codes
 from fastws.hub.protocol.wire import encode_data
 
+if TYPE_CHECKING:
+    from fastws.hub.session import Session
 
-async def connect(ctx: Context, params: dict[str, Any]) -> dict[str, Any] | None:
+
+async def connect(ctx: Context, params: dict[str, Any]) -> Reply | None:
     """Authenticate with the token of ``connect`` or, without one, of the upgrade request;
     without a token, the connect hook decides when there is one.
 
     A bad token fails with a ``TokenError``, whose ``disconnect`` closes the connection;
-    so does a refusal of the hook (4504 unless it names its own close code).
+    so does a refusal of the hook (4504 unless it names its own close code). After the
+    reply, the connection is subscribed to the channels of the hook's ``channels`` or of
+    the token's ``subs``; ``subs`` in params holds the client's positions in them.
     """
     session = ctx.session
     if session.credentials is not None or session.connecting:
@@ -26,7 +34,7 @@ async def connect(ctx: Context, params: dict[str, Any]) -> dict[str, Any] | None
     if token is None:
         token = session.ws.user_data.token
     hooks = ctx.node.hooks
-    data = None
+    data, channels = None, ()
     if token is None and hooks is not None and hooks.has("connect"):
         session.connecting = True
         try:
@@ -40,9 +48,10 @@ async def connect(ctx: Context, params: dict[str, Any]) -> dict[str, Any] | None
             session.connecting = False
         info = orjson.dumps(result.info) if result.info is not None else None
         credentials = Credentials(user=result.user, info=info, expires_at=result.expire_at)
-        session.meta, data = result.meta, result.data
+        session.meta, data, channels = result.meta, result.data, result.channels
     else:
         credentials = _authenticate(ctx, token)
+        channels = credentials.subs
     if session.closed:
         return None
     session.connected(credentials)
@@ -50,7 +59,17 @@ async def connect(ctx: Context, params: dict[str, Any]) -> dict[str, Any] | None
     reply = {"client": session.client_id, "user": credentials.user, "ping": int(ping)}
     if data is not None:
         session.wire.put_data(reply, encode_data(data))
-    return reply
+    positions = params["subs"] or {}
+    return Reply(reply, lambda: _subscribe_all(session, channels, positions))
+
+
+async def _subscribe_all(
+    session: Session, channels: tuple[str, ...], positions: dict[str, StreamPosition]
+) -> None:
+    """The server-side subscriptions, after the connect reply: each a ``subscribe`` push,
+    recovered from the position the client gave for it in ``connect``."""
+    for channel in channels:
+        await subscribe_by_server(session, channel, positions.get(channel))
 
 
 def _authenticate(ctx: Context, token: Any) -> Credentials:

@@ -227,6 +227,21 @@ class Position(FieldType):
         return {"type": "string", "pattern": "^.*:[0-9]+$"}
 
 
+class Positions(FieldType):
+    """Stream positions by channel, ``{channel: {"epoch", "offset"}}``."""
+
+    def check(self, name: str, value: Any) -> dict[str, StreamPosition]:
+        if not isinstance(value, dict):
+            raise bad_request(f"{name} must be an object of stream positions by channel")
+        return {
+            CHANNEL.check(name, channel): POSITION.check(f"{name}.{channel}", position)
+            for channel, position in value.items()
+        }
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "object", "additionalProperties": POSITION.schema()}
+
+
 ANY = FieldType()
 CHANNEL = Channel()
 CHANNELS = Channels()
@@ -236,6 +251,7 @@ TOKEN = Text(non_empty=True)
 COUNT = Count()
 FLAG = Flag()
 POSITION = Position()
+POSITIONS = Positions()
 PATTERN = Pattern()
 CLOSE_CODE = Integer(4000, 4999)
 TIMESTAMP = Integer(0, 2**53)
@@ -365,6 +381,7 @@ __all__ = [
     "FLAG",
     "PATTERN",
     "POSITION",
+    "POSITIONS",
     "TOKEN",
     "TIMESTAMP",
     "USER",

@@ -32,7 +32,7 @@ logger = logging.getLogger("fastws.hub")
 UNSUBSCRIBED_BY_API = "unsubscribed by the server API"
 
 
-async def subscribe(ctx: Context, params: dict[str, Any]) -> Reply:
+async def subscribe(ctx: Context, params: dict[str, Any], by_server: bool = False) -> Reply:
     session, node = ctx.session, ctx.node
     channel = params["channel"]
     if channel in session.subscriptions:
@@ -46,7 +46,7 @@ async def subscribe(ctx: Context, params: dict[str, Any]) -> Reply:
     options = node.namespace(channel)
     client_info = session.client_info
     hooked = None
-    if grant is None and ctx.hooked(Permission.SUBSCRIBE, channel):
+    if grant is None and not by_server and ctx.hooked(Permission.SUBSCRIBE, channel):
         hooked = await node.hooks.subscribe(session.hook_context(), channel, params["data"])
         if session.closed or channel in session.subscriptions:
             raise codes.HubError(codes.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
@@ -78,12 +78,16 @@ async def subscribe(ctx: Context, params: dict[str, Any]) -> Reply:
     return Reply(reply, lambda: _start(session, sub, position))
 
 
-async def subscribe_by_server(session: Session, channel: str) -> None:
-    """Subscribe ``session`` as the server API asks: the reply goes out as a ``subscribe``
-    push. Already subscribed, or at the subscription limit: nothing happens (logged)."""
+async def subscribe_by_server(
+    session: Session, channel: str, since: StreamPosition | None = None
+) -> None:
+    """Subscribe ``session`` as the server decides (the server API, the connect hook, the
+    token's ``subs``), from ``since`` when the client gave its position there: the reply
+    goes out as a ``subscribe`` push. Already subscribed, or at the subscription limit:
+    nothing happens (logged). No hook is asked: the server decided."""
     try:
-        params = {"channel": channel, "since": None, "token": None}
-        reply = await subscribe(session.context, params)
+        params = {"channel": channel, "since": since, "token": None, "data": None}
+        reply = await subscribe(session.context, params, by_server=True)
     except Exception as exc:
         logger.info(
             "fastws hub: server-side subscription of %s to %s failed: %s",

@@ -29,6 +29,7 @@ from fastws.hub.commands.spec import (
     FLAG,
     PATTERN,
     POSITION,
+    POSITIONS,
     TIMESTAMP,
     TOKEN,
     USER,
@@ -51,7 +52,7 @@ async def _batch(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("connect", connection.connect, (Field("token", ANY),)),
+    Command("connect", connection.connect, (Field("token", ANY), Field("subs", POSITIONS))),
     Command("ping", connection.ping),
     Command("refresh", connection.refresh, (Field("token", TOKEN, required=True),)),
     Command(
