@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from fastws.hub.app import Hub
+from fastws.hub.client import Client, HubError
 from fastws.hub.config import ConfigError
 from fastws.hub.namespaces import Namespace
 from fastws.hub.protocol import codes
@@ -274,3 +275,32 @@ async def test_the_subs_claim_subscribes_on_the_server_side() -> None:
         assert push["channel"] == "personal:carol"
         assert "personal:carol" in next(iter(hub.node.sessions.values())).subscriptions
         await carol.close()
+
+
+@run_async(loops=("uvloop",))
+async def test_the_python_client_gets_server_side_subscriptions_and_rpc() -> None:
+    async with hooked_hub("module") as hub:
+        url = f"ws://127.0.0.1:{hub.port}/connection"
+        async with Client(url, headers=(("Cookie", "session=alice"),), backoff_base=0.05) as client:
+            for _ in range(250):
+                if "personal:alice" in client.server_subscriptions:
+                    break
+                await asyncio.sleep(0.02)
+            sub = client.server_subscriptions["personal:alice"]
+            assert (await client.rpc("whoami"))["user"] == "alice"
+            with pytest.raises(HubError) as refused:
+                await client.rpc("nope")
+            assert refused.value.code == 404
+            await hub.node.publish("personal:alice", b'{"n":1}', None)
+            received = []
+            async with asyncio.timeout(5):
+                async for pub in sub:
+                    received.append(pub.data)
+                    if len(received) == 1:
+                        client.drop()  # the server subscribes again and recovers from here
+                        for n in (2, 3):
+                            await hub.node.publish("personal:alice", orjson.dumps({"n": n}), None)
+                    if len(received) == 3:
+                        break
+            assert received == [{"n": 1}, {"n": 2}, {"n": 3}]
+            assert client.server_subscriptions["personal:alice"] is sub

@@ -131,6 +131,7 @@ class Client:
         self.close_code: int | None = None
         self.close_reason = ""
         self._subs: dict[str, Subscription] = {}
+        self._server_subs: dict[str, Subscription] = {}  # made by the server, not by us
         self._messages = Inbox() if on_message is None else None
         self._session: Session | None = None
         self._connected = asyncio.Event()
@@ -147,6 +148,13 @@ class Client:
     @property
     def subscriptions(self) -> dict[str, Subscription]:
         return dict(self._subs)
+
+    @property
+    def server_subscriptions(self) -> dict[str, Subscription]:
+        """Subscriptions the server made for this connection (the connect hook, the token's
+        ``subs``, the server API): iterate one for its publications, as any subscription.
+        Their positions go with every reconnect's ``connect``, so they recover too."""
+        return dict(self._server_subs)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -192,9 +200,10 @@ class Client:
         session, self._session = self._session, None
         if session is not None and session.ws is not None:
             await session.ws.close(1000, "client closed")
-        for sub in list(self._subs.values()):
+        for sub in [*self._subs.values(), *self._server_subs.values()]:
             sub._end()
         self._subs.clear()
+        self._server_subs.clear()
         if self._messages is not None:
             self._messages.finish()
         dispatcher, self._dispatch_task = self._dispatch_task, None
@@ -316,7 +325,14 @@ class Client:
         try:
             if self.subprotocol != JSON_SUBPROTOCOL and ws.subprotocol != self.subprotocol:
                 raise HubError(400, f"the hub did not accept the {self.subprotocol!r} subprotocol")
-            params = {"token": token} if token is not None else {}
+            params: dict[str, Any] = {"token": token} if token is not None else {}
+            positions = {
+                channel: {"epoch": sub.epoch, "offset": sub.offset}
+                for channel, sub in self._server_subs.items()
+                if sub.position is not None
+            }
+            if positions:
+                params["subs"] = positions
             future = session.send("connect", params)
             async with command_deadline("connect", self.command_timeout):
                 result = await future
@@ -591,6 +607,14 @@ class Client:
         pubs = [ReceivedPublication.from_wire(channel, p) for p in result.get("publications") or ()]
         return History(result.get("offset"), result.get("epoch"), pubs)
 
+    async def rpc(self, method: str, data: Any = None) -> Any:
+        """The rpc hook's answer to ``method`` (HubError 501 when the hub has none)."""
+        params: dict[str, Any] = {"method": method}
+        if data is not None:
+            params["data"] = data
+        result = await self.call("rpc", params)
+        return (result or {}).get("data")
+
     async def ping(self) -> None:
         """Round trip to the hub."""
         await self.call("ping", {})
@@ -610,7 +634,8 @@ class Client:
     def _on_push(self, session: Session, message: dict) -> None:
         kind = message.get("push")
         if kind == "pub":
-            sub = self._subs.get(message.get("channel"))
+            channel = message.get("channel")
+            sub = self._subs.get(channel) or self._server_subs.get(channel)
             if sub is not None and sub.active:
                 sub._receive(ReceivedPublication.from_wire(sub.channel, message))
         elif kind == "message":
@@ -626,9 +651,15 @@ class Client:
                 callback = sub.on_join if kind == "join" else sub.on_leave
                 self._emit(callback, ReceivedClientInfo.from_wire(info.get("client"), info))
         elif kind == "unsubscribe":
-            self._unsubscribed_by_hub(session, message)
+            server_sub = self._server_subs.pop(message.get("channel"), None)
+            if server_sub is not None:
+                server_sub._end()
+            else:
+                self._unsubscribed_by_hub(session, message)
         elif kind == "disconnect":
             session.disconnect_push = message
+        elif kind == "subscribe":
+            self._server_subscribed(message)
         else:
             logger.debug("fastws hub client: ignoring push %r", kind)
 
@@ -643,6 +674,16 @@ class Client:
             return
         del self._subs[sub.channel]
         sub._end(HubError(codes.PERMISSION_DENIED, message.get("reason") or "unsubscribed"))
+
+    def _server_subscribed(self, push: dict) -> None:
+        """A ``subscribe`` push: the server subscribed us (again, after a reconnect)."""
+        channel = push.get("channel")
+        sub = self._server_subs.get(channel)
+        since_sent = sub is not None and sub.position is not None
+        if sub is None:
+            sub = Subscription(self, channel, None, None, None, None)
+            self._server_subs[channel] = sub
+        sub._subscribed(push, since_sent)
 
     def _emit_publication(self, sub: Subscription, pub: ReceivedPublication) -> None:
         if sub.on_publication is not None:
