@@ -45,6 +45,7 @@ HUB = (
                        "fastws.hub.channels", "fastws.hub.logs", "fastws.hub.tls",
                        "fastws.hub.ipc", "fastws.hub.limiter")),
     Layer("broker", ("fastws.hub.broker.*",)),
+    Layer("hooks", ("fastws.hub.hooks.*",)),
     Layer("auth and metrics", ("fastws.hub.auth", "fastws.hub.tokens", "fastws.hub.permissions",
                                "fastws.hub.messages", "fastws.hub.metrics")),
     Layer("node", ("fastws.hub.node",)),
