@@ -40,6 +40,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -q "${missing[@]}"
 fi
 
+# Debian 12's own nodejs is Node 18, too old for `node --test --test-force-exit`: say so now
+# rather than fail in the middle of the tests (Node 20 or later: NodeSource, or Debian 13).
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+    echo "install-test-deps: the JavaScript client needs Node 20 or later, found $(node --version)" >&2
+    exit 1
+fi
+
 if ! "$PYTHON" -c "import playwright.sync_api" 2>/dev/null; then
     echo "install-test-deps: installing playwright (Python package only; it drives /usr/bin/chromium)"
     "$PYTHON" -m pip install -q playwright
