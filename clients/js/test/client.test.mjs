@@ -84,8 +84,8 @@ for (const protocol of PROTOCOLS) {
     test("errors of the hub reject the command with its code", async () => {
       const carol = await connected("carol", { getToken: () => makeToken("carol", { publish: ["own:*"] }) });
       await assert.rejects(carol.publish("chat:elsewhere", 1), (error) => error instanceof HubError && error.code === 403);
-      // The hub has no rpc command yet: its answer comes back as the command's error.
-      await assert.rejects(carol.rpc("echo", { x: 1 }), (error) => error instanceof HubError && error.code === 404);
+      // This hub has no rpc hook: its answer (501) comes back as the command's error.
+      await assert.rejects(carol.rpc("echo", { x: 1 }), (error) => error instanceof HubError && error.code === 501);
       const sub = carol.newSubscription("bad channel!");
       const unsubscribed = next(sub, "unsubscribed");
       sub.subscribe();
