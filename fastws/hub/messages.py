@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastws.hub.broker import ClientInfo, HistoryResult, Publication, StreamPosition
-from fastws.hub.protocol.codes import Disconnect
+from fastws.hub.protocol.codes import Disconnect, Unsubscribe
 from fastws.hub.protocol.wire import Wire
 
 
@@ -62,8 +62,8 @@ def disconnect_push(disconnect: Disconnect) -> dict[str, Any]:
     }
 
 
-def unsubscribe_push(channel: str, reason: str) -> dict[str, Any]:
-    return {"push": "unsubscribe", "channel": channel, "reason": reason}
+def unsubscribe_push(channel: str, why: Unsubscribe) -> dict[str, Any]:
+    return {"push": "unsubscribe", "channel": channel, "code": why.code, "reason": why.reason}
 
 
 def history_reply(wire: Wire, result: HistoryResult) -> dict[str, Any]:

@@ -424,7 +424,7 @@ class Node:
             if publication.epoch == position.epoch and publication.offset <= last:
                 continue  # already in the reply
             if publication.epoch != position.epoch or publication.offset != last + 1:
-                sub.session.disconnect(codes.INSUFFICIENT_STATE)
+                sub.session.end_subscription(sub, codes.INSUFFICIENT_STATE)
                 return
             last = publication.offset
             frame = wire.frame(messages.publication_push(wire, sub.channel, publication))
@@ -483,7 +483,7 @@ class Node:
             if sub.buffer is not None:
                 sub.buffer.append(publication)
             elif gap:
-                session.disconnect(codes.INSUFFICIENT_STATE)
+                session.end_subscription(sub, codes.INSUFFICIENT_STATE)
             else:
                 live.append(session)
         self.stats.deliveries += self.fan_out(

@@ -44,7 +44,6 @@ logger = logging.getLogger("fastws.hub")
 
 MALFORMED_BEFORE_CLOSE = 3
 REFRESH_RETRY = 10.0  # seconds before the refresh hook is asked again after it failed
-SUBSCRIPTION_EXPIRED = "subscription token expired"
 
 
 class Session(Listener):
@@ -317,8 +316,15 @@ class Session(Listener):
         sub = self.subscriptions.get(channel)
         if sub is None or sub.expires_at is None or sub.expires_at > now:
             return
-        del self.subscriptions[channel]
-        self._send(messages.unsubscribe_push(channel, SUBSCRIPTION_EXPIRED), "unsubscribe")
+        self.end_subscription(sub, codes.SUBSCRIPTION_EXPIRED)
+
+    def end_subscription(self, sub: Subscription, why: codes.Unsubscribe) -> None:
+        """End one subscription with an ``unsubscribe`` push; the connection stays."""
+        if self.subscriptions.get(sub.channel) is not sub:
+            return
+        del self.subscriptions[sub.channel]
+        sub.buffer = []  # silent from now on: leave() removes it from the channel
+        self._send(messages.unsubscribe_push(sub.channel, why), "unsubscribe")
         self.node.run(quietly(leave(self, sub)))
 
     def subscribe_by_server(self, channel: str) -> None:

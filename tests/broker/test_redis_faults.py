@@ -7,6 +7,7 @@ import asyncio
 import json
 
 from fastws.hub.client import Client
+from fastws.hub.protocol import codes
 from tests.support.hub import HubClient
 from tests.support.hubprocess import HubProcess, dev_token, hub_nodes
 from tests.support.loops import run_async
@@ -14,6 +15,12 @@ from tests.support.polling import until
 from tests.support.redis import RedisServer
 
 FAST_RETRY = ("--broker-cooldown", "0.2", "--broker-cooldown-max", "1")
+
+
+def resubscribe_push(channel: str) -> dict:
+    """The push that ends one subscription whose continuity was lost."""
+    why = codes.INSUFFICIENT_STATE
+    return {"push": "unsubscribe", "channel": channel, "code": why.code, "reason": why.reason}
 
 
 async def ready_state(node: HubProcess) -> tuple[int, dict | str]:
@@ -108,9 +115,11 @@ async def test_redis_killed_and_restarted_under_load(redis_server: RedisServer) 
             on_resync=lambda s: resyncs.append(s.recovered),
         )
         first_epoch = sub.epoch
+        other = await client.subscribe("stream:other")  # a channel nobody publishes to
         token = await dev_token(b.port, "quiet")
         member = await HubClient.open(b.port, token=token)  # in a channel nobody publishes to
-        await member.result("subscribe", {"channel": "room:quiet"})
+        reply = await member.result("subscribe", {"channel": "room:quiet"})
+        quiet = {"epoch": reply["epoch"], "offset": reply["offset"]}
 
         acks: list[tuple[int, dict]] = []
         stop = asyncio.Event()
@@ -151,8 +160,11 @@ async def test_redis_killed_and_restarted_under_load(redis_server: RedisServer) 
             stop.set()
             await load
 
-        # The stream broke (Redis lost everything): the client was told, not fooled.
+        # The stream broke (Redis lost everything): the client was told, not fooled,
+        # by an unsubscribe push, on the same connection, its other subscription kept.
         assert resyncs and resyncs[0] is False
+        assert client.reconnects == 0 and client.state == "connected"
+        assert client.subscriptions["stream:other"] is other and other.active
         # What it received is in order, without duplicates, within each epoch.
         assert {epoch for epoch, _ in received} == {first_epoch, sub.epoch}
         before = [p.offset for epoch, p in received if epoch == first_epoch]
@@ -171,9 +183,16 @@ async def test_redis_killed_and_restarted_under_load(redis_server: RedisServer) 
         status, reply = await a.api("GET", "/api/v1/presence?channel=room:quiet")
         assert status == 200 and list(reply["result"]["clients"]) == [member.client_id]
         # Node B subscribed to room:quiet again by itself: a publication there reaches it,
-        # shows a new stream, and the member is told to resubscribe (4010).
+        # shows a new stream, and the member is told to resubscribe that channel only.
+        await member.result("subscribe", {"channel": "room:other"})
         assert (await publish(a, "room:quiet", "new stream"))[0] == 200
-        assert (await member.closed())[0] == 4010
+        assert await member.pushes_of("unsubscribe", 1) == [resubscribe_push("room:quiet")]
+        reply = await member.result("subscribe", {"channel": "room:quiet", "since": quiet})
+        assert reply["recovered"] is False and reply["epoch"] != quiet["epoch"]
+        assert (await publish(a, "room:other", "still here"))[0] == 200
+        (push,) = await member.pushes_of("pub", 1)
+        assert push["channel"] == "room:other" and push["data"] == "still here"
+        await member.close()
         await client.close()
 
 
@@ -195,15 +214,14 @@ async def test_local_delivery_during_an_outage_changes_the_epoch(redis_server: R
         await until(circuit_open, "circuit open", timeout=30)
         status, reply = await publish(node, "stream:local", "during")
         assert status == 200 and reply["result"]["epoch"].startswith("local-")
-        # The epoch changed under the subscriber: it is closed to resubscribe (4010).
-        assert (await client.closed())[0] == 4010
-        again = await HubClient.open(node.port)
+        # The epoch changed under the subscriber: it is told to resubscribe, and does.
+        assert await client.pushes_of("unsubscribe", 1) == [resubscribe_push("stream:local")]
         since = {"epoch": epoch, "offset": 1}
-        reply = await again.result("subscribe", {"channel": "stream:local", "since": since})
+        reply = await client.result("subscribe", {"channel": "stream:local", "since": since})
         assert reply["recovered"] is False and reply["epoch"].startswith("local-")
         status, reply = await publish(node, "stream:local", "still during")
         assert status == 200 and reply["result"]["offset"] == 2
-        (push,) = await again.pushes_of("pub", 1)
+        (push,) = await client.pushes_of("pub", 1)
         assert push["data"] == "still during"
 
         await asyncio.to_thread(redis.start)
@@ -211,5 +229,6 @@ async def test_local_delivery_during_an_outage_changes_the_epoch(redis_server: R
         status, reply = await publish(node, "stream:local", "after")
         assert status == 200 and not reply["result"]["epoch"].startswith("local-")
         assert reply["result"]["epoch"] != epoch
-        assert (await again.closed())[0] == 4010  # and again when Redis is back
+        # and again when Redis is back
+        assert await client.pushes_of("unsubscribe", 1) == [resubscribe_push("stream:local")]
         await client.close()

@@ -38,3 +38,14 @@ def test_close_codes_follow_the_reconnect_rule() -> None:
     for code, disconnect in codes.CLOSES.items():
         assert 1000 <= code < 1100 or 4000 <= code <= 4999
         assert disconnect.reconnect == (code < 4500)
+
+
+def test_unsubscribe_codes_table_matches() -> None:
+    documented = {int(code): reason for code, reason in table_rows("Unsubscribe codes")}
+    assert documented == {code: u.reason for code, u in codes.UNSUBSCRIBES.items()}
+
+
+def test_unsubscribe_codes_follow_the_resubscribe_rule() -> None:
+    for code, unsubscribe in codes.UNSUBSCRIBES.items():
+        assert 2000 <= code <= 2999
+        assert unsubscribe.resubscribe == (code >= 2500)

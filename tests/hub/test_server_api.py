@@ -48,6 +48,7 @@ async def test_subscribe_and_unsubscribe_a_user_from_the_server() -> None:
         assert (await alice2.pushes_of("unsubscribe", 1))[0] == {
             "push": "unsubscribe",
             "channel": "plain:s",
+            "code": 2000,
             "reason": "unsubscribed by the server API",
         }
         await api(hub.port, "POST", "/api/v1/publish", {"channel": "plain:s", "data": "later"})

@@ -404,6 +404,9 @@ export class Client extends Emitter<ClientEvents> {
           message.from === undefined ? { data: message.data } : { from: message.from, data: message.data },
         );
         break;
+      case "unsubscribe":
+        if (active && ws === this._connection) sub._unsubscribedByHub({ code: message.code ?? 0, reason: message.reason ?? "" });
+        break;
       case "disconnect":
         if (ws === this._connection) this.disconnectPush = message;
         break;

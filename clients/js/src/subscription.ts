@@ -163,6 +163,21 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     if (this.state === "subscribed") this.emit(kind, event);
   }
 
+  /**
+   * @internal The hub ended this subscription, the connection stays: codes 2500-2999 ask to
+   * subscribe again from the position (`subscribed` then tells whether it was recovered).
+   */
+  _unsubscribedByHub(event: CloseEvent): void {
+    if (event.code < 2500 || event.code > 2999) {
+      this.end(event);
+      return;
+    }
+    if (this.state !== "subscribed") return; // already subscribing again
+    this.state = "subscribing";
+    this.emit("subscribing", event);
+    this._send();
+  }
+
   /** @internal The connection is gone: subscribe again on the next one. */
   _lost(event: CloseEvent): void {
     this.buffer = null;

@@ -439,8 +439,9 @@ class Client:
     ) -> Subscription:
         """Subscribe to ``channel``; the subscription is renewed on every reconnect.
 
-        ``on_resync(sub)`` runs when, after a reconnect, the hub could not replay
-        the publications missed while away (``sub.recovered`` is then False).
+        ``on_resync(sub)`` runs when, after a reconnect or an ``unsubscribe`` push
+        asking to subscribe again, the hub could not replay the publications missed
+        (``sub.recovered`` is then False).
         """
         if channel in self._subs:
             raise HubError(409, f"already subscribed to {channel!r}")
@@ -664,16 +665,23 @@ class Client:
             logger.debug("fastws hub client: ignoring push %r", kind)
 
     def _unsubscribed_by_hub(self, session: Session, message: dict) -> None:
-        """The hub ended a subscription (its token expired): subscribe again with a new
-        token from the last position, or end it when there is no way to get one."""
+        """The hub ended one subscription: subscribe again from its position when the
+        code says so (``recovered`` then tells what was kept; an expired token needs
+        ``get_subscription_token``), else end it."""
         sub = self._subs.get(message.get("channel"))
-        if sub is None:
+        if sub is None or session is not self._session:
             return
-        if self.get_subscription_token is not None:
-            self._send_subscribe(session, sub)
+        code, reason = message.get("code"), message.get("reason") or "unsubscribed"
+        if not isinstance(code, int):
+            code = 0
+        if code == codes.SUBSCRIPTION_EXPIRED.code and self.get_subscription_token is None:
+            code = codes.PERMISSION_DENIED
+        elif codes.Unsubscribe(code, reason).resubscribe:
+            if sub._buffer is None:  # not already subscribing
+                self._send_subscribe(session, sub)
             return
         del self._subs[sub.channel]
-        sub._end(HubError(codes.PERMISSION_DENIED, message.get("reason") or "unsubscribed"))
+        sub._end(HubError(code, reason))
 
     def _server_subscribed(self, push: dict) -> None:
         """A ``subscribe`` push: the server subscribed us (again, after a reconnect)."""

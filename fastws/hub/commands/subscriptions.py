@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("fastws.hub")
 
-UNSUBSCRIBED_BY_API = "unsubscribed by the server API"
 
 
 async def subscribe(ctx: Context, params: dict[str, Any], by_server: bool = False) -> Reply:
@@ -101,7 +100,7 @@ async def subscribe_by_server(
 async def unsubscribe_by_server(session: Session, channel: str) -> None:
     sub = session.subscriptions.pop(channel, None)
     if sub is not None:
-        session.push_message(messages.unsubscribe_push(channel, UNSUBSCRIBED_BY_API), "unsubscribe")
+        session.push_message(messages.unsubscribe_push(channel, codes.UNSUBSCRIBED_BY_API), "unsubscribe")
         await quietly(leave(session, sub))
 
 
@@ -125,8 +124,8 @@ async def _start(session: Session, sub: Subscription, position: StreamPosition) 
     if session.closed or session.subscriptions.get(sub.channel) is not sub:
         return
     session.node.activate(sub, position)
-    if session.closed:
-        return  # activation found a gap and closed the connection
+    if session.subscriptions.get(sub.channel) is not sub:
+        return  # activation found a gap and ended the subscription
     if sub.options.presence or sub.options.join_leave:
         await _join(session, sub)
 

@@ -5,7 +5,9 @@ and reuse HTTP's meanings, so the HTTP API answers with the same numbers as
 statuses. Close codes end a connection; 4000-4499 say "you may reconnect",
 4500-4999 "do not reconnect without changing something" (a new token, a fixed
 client). Before closing for a hub reason the server sends a ``disconnect`` push
-carrying the same code, the reason and whether to reconnect.
+carrying the same code, the reason and whether to reconnect. Unsubscribe codes
+end one subscription and keep the connection: 2500-2999 say "subscribe again
+from your last position", 2000-2499 "do not subscribe again as you were".
 """
 
 from __future__ import annotations
@@ -79,7 +81,6 @@ GOING_AWAY = Disconnect(1001, "server shutting down")
 SERVICE_RESTART = Disconnect(1012, "server restarting")
 CONNECT_TIMEOUT = Disconnect(4001, "no connect command in time")
 SLOW_CONSUMER = Disconnect(4008, "slow consumer")
-INSUFFICIENT_STATE = Disconnect(4010, "insufficient state: resubscribe to recover")
 TOO_MANY_REQUESTS = Disconnect(4029, "too many requests")
 INVALID_TOKEN = Disconnect(4500, "invalid token")
 TOKEN_EXPIRED = Disconnect(4501, "token expired")
@@ -94,7 +95,6 @@ CLOSES: dict[int, Disconnect] = {
         SERVICE_RESTART,
         CONNECT_TIMEOUT,
         SLOW_CONSUMER,
-        INSUFFICIENT_STATE,
         TOO_MANY_REQUESTS,
         INVALID_TOKEN,
         TOKEN_EXPIRED,
@@ -104,4 +104,28 @@ CLOSES: dict[int, Disconnect] = {
     )
 }
 
-__all__ = ["CLOSES", "Disconnect", "ERRORS", "HubError"]
+
+# -- unsubscribe codes (one subscription ends; the connection stays) -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """Why the server ends one subscription, as sent in the ``unsubscribe`` push."""
+
+    code: int
+    reason: str
+
+    @property
+    def resubscribe(self) -> bool:
+        return 2500 <= self.code < 3000
+
+
+INSUFFICIENT_STATE = Unsubscribe(2500, "insufficient state: resubscribe, your position may be lost")
+SUBSCRIPTION_EXPIRED = Unsubscribe(2501, "subscription token expired")
+UNSUBSCRIBED_BY_API = Unsubscribe(2000, "unsubscribed by the server API")
+
+UNSUBSCRIBES: dict[int, Unsubscribe] = {
+    u.code: u for u in (UNSUBSCRIBED_BY_API, INSUFFICIENT_STATE, SUBSCRIPTION_EXPIRED)
+}
+
+__all__ = ["CLOSES", "Disconnect", "ERRORS", "HubError", "UNSUBSCRIBES", "Unsubscribe"]

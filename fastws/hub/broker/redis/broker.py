@@ -31,8 +31,9 @@ every channel the node still needs, and closes the circuit. Then this module
 *resyncs* each channel: live messages are held while the history since the last
 delivered offset is read, the missed publications are delivered from it, then
 the held ones; what history cannot fill reaches the node as a gap (or a new
-epoch) and the node closes those subscribers with 4010, so their clients
-resubscribe and learn ``recovered: false``. A node that cannot reach Redis at
+epoch) and the node ends those subscriptions with an ``unsubscribe`` push
+(code 2500, connections kept), so their clients subscribe again from their
+position and learn ``recovered: false``. A node that cannot reach Redis at
 start runs, not ready, and keeps probing.
 
 With ``local_delivery_on_outage``, publications made while a server is down are
