@@ -219,6 +219,7 @@ async def test_subscription_token_expiry_and_sub_refresh(tmp_path) -> None:
         assert push == {
             "push": "unsubscribe",
             "channel": "$kept:a",
+            "code": 2501,
             "reason": "subscription token expired",
         }
         await asyncio.sleep(1.5)  # past the first expiry of $kept:b, which was refreshed

@@ -37,6 +37,11 @@ test("a Redis restart ends one subscription's continuity, not the connection", a
     for (const sub of [moving, quiet]) sub.subscribe();
     await Promise.all([moving.ready(5000), quiet.ready(5000)]);
     moving.on("subscribing", (event) => unsubscribed.push(event));
+    const quietEvents = [];
+    quiet.on("subscribing", (event) => quietEvents.push(event.code));
+    quiet.on("subscribed", (event) => quietEvents.push(event.recovered));
+    const quietPubs = [];
+    quiet.on("publication", (pub) => quietPubs.push(pub.data));
     await publish(hub, "load:moving", "before");
     await until(() => received.length === 1, "the first publication");
 
@@ -45,8 +50,8 @@ test("a Redis restart ends one subscription's continuity, not the connection", a
     await publish(hub, "load:moving", "new stream");
     await until(() => subscribed.length === 2, "the subscription renewed");
     await publish(hub, "load:moving", "after");
-    await publish(hub, "load:quiet", "still there");
     await until(() => received.includes("after"), "a publication on the new stream");
+    assert.deepEqual(quietEvents, []); // untouched while another channel was renewed
 
     assert.deepEqual(states, []); // never reconnected
     assert.equal(unsubscribed.length, 1);
@@ -58,10 +63,13 @@ test("a Redis restart ends one subscription's continuity, not the connection", a
     assert.equal(received[0], "before");
     assert.equal(received.at(-1), "after");
     assert.equal(quiet.state, "subscribed");
-    const quietPubs = [];
-    quiet.on("publication", (pub) => quietPubs.push(pub.data));
+    // Its own stream restarted too: the first publication there shows it, on its own.
+    await publish(hub, "load:quiet", "new stream");
+    await until(() => quietEvents.length === 2, "the other subscription renewed");
+    assert.deepEqual(quietEvents, [2500, false]);
     await publish(hub, "load:quiet", "once more");
-    await until(() => quietPubs.includes("once more"), "the other subscription still delivering");
+    await until(() => quietPubs.includes("once more"), "the other subscription delivering");
+    assert.deepEqual(states, []);
     client.disconnect();
   } finally {
     await hub.stop();
