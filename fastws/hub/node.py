@@ -382,11 +382,11 @@ class Node:
         state = self.channels[channel] = ChannelState()
         state.subscribers[sub.session] = sub
         if self.broker.inline:
-            await self.broker.subscribe(channel)
+            self._notify_channel("channel_occupied", channel, await self.broker.subscribe(channel))
             return
         state.ready = self._loop.create_future()
         try:
-            await self.broker.subscribe(channel)
+            occupied = await self.broker.subscribe(channel)
         except BaseException as exc:
             if not state.ready.done():
                 state.ready.set_exception(codes.HubError(codes.BROKER_UNAVAILABLE, str(exc)))
@@ -397,6 +397,7 @@ class Node:
         else:
             state.ready.set_result(None)
             state.ready = None
+            self._notify_channel("channel_occupied", channel, occupied)
 
     async def unsubscribe(self, sub: Subscription) -> None:
         """Remove ``sub``; the last local subscriber ends the node's interest in the channel."""
@@ -407,7 +408,14 @@ class Node:
         del state.subscribers[sub.session]
         if not state.subscribers:
             del self.channels[channel]
-            await self.broker.unsubscribe(channel)
+            self._notify_channel("channel_vacated", channel, await self.broker.unsubscribe(channel))
+
+    def _notify_channel(self, event: str, channel: str, happened: bool | None) -> None:
+        """Tell the hooks a channel got its first subscriber or lost its last one in the
+        whole cluster: only the node whose broker call made it so does."""
+        hooks = self.hooks
+        if happened and hooks is not None and hooks.has(event):
+            self.run(hooks.notify(event, None, channel=channel))
 
     def activate(self, sub: Subscription, position: StreamPosition) -> None:
         """The subscribe reply went out at ``position``: release what arrived meanwhile."""

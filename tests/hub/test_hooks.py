@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
 
 from fastws.hub.app import Hub
 from fastws.hub.client import Client, HubError
@@ -20,27 +19,13 @@ from fastws.hub.config import ConfigError
 from fastws.hub.namespaces import Namespace
 from fastws.hub.protocol import codes
 from tests.support import hooks_app
+from tests.support.hooks_app import proxy_backend
 from tests.support.hub import PLAIN, ROOMS, HubClient, make_config, running_hub, token
 from tests.support.loops import run_async
 
 TIMEOUT = 0.5  # seconds each hook may take in these tests
 EVENTS = ("connect", "subscribe", "publish", "rpc", "refresh")
 TIMEOUTS = {f"{event}_hook_timeout": TIMEOUT for event in (*EVENTS, "notify")}
-
-
-@contextlib.asynccontextmanager
-async def proxy_backend(seen: list[dict] | None = None) -> AsyncIterator[str]:
-    """The test application behind HTTP; yields its base URL."""
-    # Handlers of a slow backend end with the hub's request, not 30 s later.
-    runner = web.AppRunner(hooks_app.proxy_app(seen), handler_cancellation=True, shutdown_timeout=1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 def proxy_options(base: str) -> dict[str, Any]:
@@ -304,3 +289,29 @@ async def test_the_python_client_gets_server_side_subscriptions_and_rpc() -> Non
                         break
             assert received == [{"n": 1}, {"n": 2}, {"n": 3}]
             assert client.server_subscriptions["personal:alice"] is sub
+
+
+async def until_notified(count: int) -> None:
+    for _ in range(250):
+        if len(hooks_app.notifications) >= count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"notifications so far: {hooks_app.notifications}")
+
+
+@BACKENDS
+@run_async(loops=("uvloop",))
+async def test_a_channel_is_occupied_by_its_first_subscriber_and_vacated_by_its_last(backend):
+    async with hooked_hub(backend) as hub:
+        clients = [await connect_as(hub, name) for name in ("bob", "carol")]
+        for client in clients:
+            await client.result("connect", {})
+            await client.result("subscribe", {"channel": "room:x"})
+        await until_notified(1)
+        assert hooks_app.notifications == [("occupied", "room:x")]
+        for client in clients:
+            await client.result("unsubscribe", {"channel": "room:x"})
+        await until_notified(2)
+        assert hooks_app.notifications == [("occupied", "room:x"), ("vacated", "room:x")]
+        for client in clients:
+            await client.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.support.hooks_app import proxy_backend
 from tests.support.hub import HubClient
 from tests.support.hubprocess import HubProcess, dev_token
 from tests.support.loops import run_async
@@ -110,3 +111,23 @@ async def test_every_operation_reaches_both_nodes_through_redis(redis_server: Re
             await check_cluster_wide(one, alices, bob)
         finally:
             await asyncio.gather(*(c.close() for c in [*alices, bob]))
+
+
+@run_async(loops=("uvloop",), timeout=90)
+async def test_occupied_and_vacated_are_told_once_across_two_workers() -> None:
+    seen: list[dict] = []
+    async with proxy_backend(seen) as base:
+        async with HubProcess("--workers", "2", "--proxy-notify-endpoint", f"{base}/notify") as hub:
+            clients = await on_both_workers(hub, "alice")
+            for client in clients:
+                await client.result("subscribe", {"channel": "chat:x"})
+            for client in clients:
+                await client.result("unsubscribe", {"channel": "chat:x"})
+            await asyncio.gather(*(c.close() for c in clients))
+            for _ in range(250):
+                if len([e for e in seen if e["event"] == "disconnect"]) == len(clients):
+                    break
+                await asyncio.sleep(0.02)
+    events = [(e["event"], e.get("channel")) for e in seen if e["event"] != "disconnect"]
+    assert events == [("channel_occupied", "chat:x"), ("channel_vacated", "chat:x")]
+    assert len([e for e in seen if e["event"] == "disconnect"]) == len(clients)

@@ -11,7 +11,9 @@ a connection that expires in a second (then ``on_refresh`` decides from
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -157,3 +159,18 @@ def proxy_app(seen: list[dict] | None = None) -> web.Application:
     app = web.Application()
     app.router.add_post("/{event}", handle)
     return app
+
+
+@contextlib.asynccontextmanager
+async def proxy_backend(seen: list[dict] | None = None) -> AsyncIterator[str]:
+    """The test application behind HTTP; yields its base URL."""
+    # Handlers of a slow backend end with the hub's request, not 30 s later.
+    runner = web.AppRunner(proxy_app(seen), handler_cancellation=True, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()

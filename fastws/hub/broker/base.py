@@ -160,12 +160,14 @@ class Broker:
         """Stop delivering and release connections."""
         raise NotImplementedError
 
-    async def subscribe(self, channel: str) -> None:
-        """Deliver this channel's publications, joins and leaves to the sink."""
+    async def subscribe(self, channel: str) -> bool | None:
+        """Deliver this channel's publications, joins and leaves to the sink. True when no
+        node was subscribed before (the channel is now occupied), None when unknown."""
         raise NotImplementedError
 
-    async def unsubscribe(self, channel: str) -> None:
-        """Stop delivering this channel to the sink."""
+    async def unsubscribe(self, channel: str) -> bool | None:
+        """Stop delivering this channel to the sink. True when no node is subscribed any
+        more (the channel is now vacated), None when unknown."""
         raise NotImplementedError
 
     async def publish(

@@ -147,22 +147,28 @@ class BrokerHost:
         else:
             peer.stream.send([REPLY, request_id, result])
 
-    def _subscribe(self, peer: _Peer, channel: str) -> None:
+    def _subscribe(self, peer: _Peer, channel: str) -> bool:
+        """True when this worker is the first of all to subscribe the channel."""
         peers = self.interest.get(channel)
-        if peers is None:
+        first = peers is None
+        if first:
             _now(self.broker.subscribe(channel))
             peers = self.interest[channel] = set()
         peers.add(peer)
         peer.channels.add(channel)
+        return first
 
-    def _unsubscribe(self, peer: _Peer, channel: str) -> None:
+    def _unsubscribe(self, peer: _Peer, channel: str) -> bool:
+        """True when this worker was the last of all subscribed to the channel."""
         peer.channels.discard(channel)
         peers = self.interest.get(channel)
-        if peers is not None:
+        if peers is not None and peer in peers:
             peers.discard(peer)
             if not peers:
                 del self.interest[channel]
                 _now(self.broker.unsubscribe(channel))
+                return True
+        return False
 
     def _publish(
         self, peer: _Peer, channel: str, data: bytes, user: str | None, size: int, ttl: float
@@ -333,11 +339,11 @@ class LocalBroker(Broker):
 
     # -- the Broker interface ------------------------------------------------------------
 
-    async def subscribe(self, channel: str) -> None:
-        await self._call("subscribe", channel)
+    async def subscribe(self, channel: str) -> bool:
+        return await self._call("subscribe", channel)
 
-    async def unsubscribe(self, channel: str) -> None:
-        await self._call("unsubscribe", channel)
+    async def unsubscribe(self, channel: str) -> bool:
+        return await self._call("unsubscribe", channel)
 
     async def publish(
         self, channel: str, data: bytes, user: str | None, options: PublishOptions

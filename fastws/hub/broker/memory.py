@@ -117,12 +117,16 @@ class MemoryBroker(Broker):
             stream = self._streams[channel] = _Stream(now)
         return stream
 
-    async def subscribe(self, channel: str) -> None:
+    async def subscribe(self, channel: str) -> bool:
         self._check()
+        first = channel not in self._interest
         self._interest.add(channel)
+        return first
 
-    async def unsubscribe(self, channel: str) -> None:
+    async def unsubscribe(self, channel: str) -> bool:
+        last = channel in self._interest
         self._interest.discard(channel)
+        return last
 
     async def publish(
         self, channel: str, data: bytes, user: str | None, options: PublishOptions
