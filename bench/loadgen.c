@@ -17,6 +17,14 @@
  *              deliveries until N*C arrived or the timeout.
  *   idle       K connections complete the handshake, "ready K" is printed,
  *              then they are held until a line (or EOF) arrives on stdin.
+ *   hub        broadcast through the fastws hub's protocol, in any of its
+ *              encodings: C receivers send the frames of --hello (connect
+ *              and subscribe, built and masked by the caller) and wait for
+ *              --hello-replies replies each; then one control connection
+ *              sends the frames of --publish (connect and N publish
+ *              commands). Every later message a receiver gets is a delivery;
+ *              counted until N*C arrived or the timeout, as in broadcast.
+ *              --subprotocol names the encoding in the upgrade request.
  *
  * Output: one JSON object on stdout. Errors go to stderr, exit status 2.
  * Build: gcc -O2 -DWITH_TLS bench/loadgen.c -o loadgen -lssl -lcrypto
@@ -43,7 +51,7 @@
 #include <openssl/ssl.h>
 #endif
 
-enum mode { MODE_ECHO, MODE_BROADCAST, MODE_IDLE };
+enum mode { MODE_ECHO, MODE_BROADCAST, MODE_IDLE, MODE_HUB };
 enum state { ST_FREE, ST_CONNECTING, ST_TLS, ST_HANDSHAKE, ST_OPEN, ST_CLOSED };
 enum phase { PH_SETUP, PH_WARMUP, PH_MEASURE, PH_SETTLE, PH_CONTROL, PH_WAIT, PH_DONE };
 
@@ -64,6 +72,10 @@ struct conn {
     /* one-off output (handshake request, trigger, close) sent before the stream */
     char pend[PEND_CAP];
     int pend_len, pend_off;
+    /* frames sent once after the one-off bytes (hub mode: --hello, --publish) */
+    const uint8_t *blob;
+    uint64_t blob_len, blob_off;
+    int replies;          /* messages received so far (hub mode) */
     /* repeated frame stream: out_left bytes still to send, out_pos bytes sent so far */
     uint64_t out_left, out_pos;
     /* handshake response */
@@ -95,6 +107,11 @@ static int opt_raw = 0;
 static int opt_tls = 0;
 static int opt_concurrency = 200;
 static const char *opt_path = "/";
+static const char *opt_subprotocol = NULL;
+static uint8_t *hello, *publish;
+static uint64_t hello_len, publish_len;
+static int opt_hello_replies = 0;
+static int ready;             /* hub mode: receivers that got their hello replies */
 
 /* ---- state ---- */
 static struct conn *conns;
@@ -296,6 +313,12 @@ static void flush(struct conn *c) {
         c->pend_off += (int)n;
     }
     c->pend_off = c->pend_len = 0;
+    while (c->blob_off < c->blob_len) {
+        long n = io_write(c, c->blob + c->blob_off, (size_t)(c->blob_len - c->blob_off));
+        if (n == IO_AGAIN) { set_out(c, 1); return; }
+        if (n < 0) { conn_close(c, 1); return; }
+        c->blob_off += (uint64_t)n;
+    }
     while (c->out_left) {
         uint64_t off = c->out_pos % stream_len;
         uint64_t len = stream_len - off;
@@ -345,8 +368,15 @@ static void on_message(struct conn *c, uint64_t len) {
             }
         }
         if (sending) queue_message(c);
-    } else if (opt_mode == MODE_BROADCAST && !c->is_control) {
-        if (len != opt_size) bad_sizes++;
+    } else if ((opt_mode == MODE_BROADCAST || opt_mode == MODE_HUB) && !c->is_control) {
+        if (opt_mode == MODE_HUB) {
+            if (++c->replies <= opt_hello_replies) {
+                if (c->replies == opt_hello_replies) ready++;
+                return;
+            }
+        } else if (len != opt_size) {
+            bad_sizes++;
+        }
         uint64_t now = mono_ns();
         if (!deliveries) first_delivery_ns = now;
         last_delivery_ns = now;
@@ -412,18 +442,28 @@ static void on_bytes(struct conn *c, const uint8_t *p, size_t n) {
     if (c->peer_closed) conn_close(c, phase != PH_DONE);  /* unexpected during a run */
 }
 
+static void send_blob(struct conn *c, const uint8_t *data, uint64_t len) {
+    c->blob = data;
+    c->blob_len = len;
+    c->blob_off = 0;
+    flush(c);
+}
+
 static void became_open(struct conn *c) {
     c->state = ST_OPEN;
     opened++;
+    if (opt_mode == MODE_HUB && !c->is_control) send_blob(c, hello, hello_len);
 }
 
 static void send_upgrade(struct conn *c) {
-    char req[PEND_CAP];
+    char req[PEND_CAP], protocol[128] = "";
+    if (opt_subprotocol)
+        snprintf(protocol, sizeof protocol, "Sec-WebSocket-Protocol: %s\r\n", opt_subprotocol);
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: ZmFzdHdzLWxvYWRnZW4taw==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     opt_path, opt_host, opt_port);
+                     "%sSec-WebSocket-Version: 13\r\n\r\n",
+                     opt_path, opt_host, opt_port, protocol);
     c->state = ST_HANDSHAKE;
     c->hs = malloc(HS_CAP);
     if (!c->hs) fail("malloc handshake");
@@ -482,6 +522,7 @@ static void tls_step(struct conn *c) {
 static void start_conn(int i) {
     struct conn *c = &conns[i];
     memset(c, 0, sizeof *c);
+    c->is_control = (opt_mode == MODE_BROADCAST || opt_mode == MODE_HUB) && i == opt_conns;
     c->hdr_need = 2;
     c->ts = calloc((size_t)opt_window, sizeof(uint64_t));
     if (!c->ts) fail("calloc timestamps");
@@ -576,8 +617,23 @@ static void usage(void) {
             "usage: loadgen --port P [--host 127.0.0.1] [--mode echo|broadcast|idle]\n"
             "  [--conns N] [--window W] [--size BYTES] [--warmup S] [--duration S]\n"
             "  [--messages N] [--timeout S] [--server-pid PID] [--raw] [--tls]\n"
-            "  [--concurrency N] [--path /]\n");
+            "  [--concurrency N] [--path /]\n"
+            "  hub mode: --hello FILE --hello-replies K --publish FILE [--subprotocol NAME]\n");
     exit(2);
+}
+
+/* The whole content of a file (frames built by the caller). */
+static uint8_t *read_file(const char *path, uint64_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail(path);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *data = malloc(size > 0 ? (size_t)size : 1);
+    if (!data || fread(data, 1, (size_t)size, f) != (size_t)size) fail(path);
+    fclose(f);
+    *len = (uint64_t)size;
+    return data;
 }
 
 static void parse_args(int argc, char **argv) {
@@ -587,7 +643,8 @@ static void parse_args(int argc, char **argv) {
         {"warmup", 1, 0, 'u'},   {"duration", 1, 0, 'd'},   {"messages", 1, 0, 'n'},
         {"timeout", 1, 0, 't'},  {"server-pid", 1, 0, 'P'}, {"raw", 0, 0, 'r'},
         {"tls", 0, 0, 'T'},      {"concurrency", 1, 0, 'C'}, {"path", 1, 0, 'a'},
-        {"setup-timeout", 1, 0, 'S'}, {0, 0, 0, 0}};
+        {"setup-timeout", 1, 0, 'S'}, {"subprotocol", 1, 0, 'o'}, {"hello", 1, 0, 'H'},
+        {"hello-replies", 1, 0, 'R'}, {"publish", 1, 0, 'B'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
@@ -597,6 +654,7 @@ static void parse_args(int argc, char **argv) {
             if (!strcmp(optarg, "echo")) opt_mode = MODE_ECHO;
             else if (!strcmp(optarg, "broadcast")) opt_mode = MODE_BROADCAST;
             else if (!strcmp(optarg, "idle")) opt_mode = MODE_IDLE;
+            else if (!strcmp(optarg, "hub")) opt_mode = MODE_HUB;
             else usage();
             break;
         case 'c': opt_conns = atoi(optarg); break;
@@ -612,10 +670,18 @@ static void parse_args(int argc, char **argv) {
         case 'C': opt_concurrency = atoi(optarg); break;
         case 'a': opt_path = optarg; break;
         case 'S': opt_setup_timeout = atof(optarg); break;
+        case 'o': opt_subprotocol = optarg; break;
+        case 'H': hello = read_file(optarg, &hello_len); break;
+        case 'R': opt_hello_replies = atoi(optarg); break;
+        case 'B': publish = read_file(optarg, &publish_len); break;
         default: usage();
         }
     }
     if (opt_port <= 0 || opt_conns <= 0 || opt_window <= 0 || opt_concurrency <= 0) usage();
+    if (opt_mode == MODE_HUB && (!hello || !publish || opt_hello_replies <= 0 || opt_raw)) {
+        fprintf(stderr, "loadgen: hub mode needs --hello, --hello-replies and --publish\n");
+        exit(2);
+    }
     if (opt_mode == MODE_BROADCAST && opt_raw) {
         fprintf(stderr, "loadgen: broadcast needs WebSocket framing, not --raw\n");
         exit(2);
@@ -649,7 +715,7 @@ int main(int argc, char **argv) {
     }
 #endif
     build_stream();
-    nconns_total = opt_conns + (opt_mode == MODE_BROADCAST ? 1 : 0);
+    nconns_total = opt_conns + (opt_mode == MODE_BROADCAST || opt_mode == MODE_HUB ? 1 : 0);
     conns = calloc((size_t)nconns_total, sizeof *conns);
     if (!conns) fail("calloc connections");
     epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -676,7 +742,7 @@ int main(int argc, char **argv) {
         }
         switch (phase) {
         case PH_SETUP:
-            if (opened < target) break;
+            if (opened < target || (opt_mode == MODE_HUB && ready < opt_conns)) break;
             setup_s = (now_ns - t_start) / 1e9;
             if (opt_mode == MODE_IDLE) {
                 printf("ready %d\n", opened);
@@ -718,7 +784,6 @@ int main(int argc, char **argv) {
             break;
         case PH_SETTLE:
             if (now_ns < t_phase_end) break;
-            conns[opt_conns].is_control = 1;
             target = opt_conns + 1;
             phase = PH_CONTROL;
             break;
@@ -733,8 +798,12 @@ int main(int argc, char **argv) {
                 cpu_c0 = cpu_self_s();
                 cpu_s0 = cpu_server_s();
                 t0 = mono_ns();
-                queue_pend(&conns[opt_conns], frame, flen);
-                flush(&conns[opt_conns]);
+                if (opt_mode == MODE_HUB) {
+                    send_blob(&conns[opt_conns], publish, publish_len);
+                } else {
+                    queue_pend(&conns[opt_conns], frame, flen);
+                    flush(&conns[opt_conns]);
+                }
                 t_phase_end = t0 + (uint64_t)(opt_timeout * 1e9);
                 phase = PH_WAIT;
             }
@@ -775,15 +844,15 @@ int main(int argc, char **argv) {
                hist_percentile_us(0.50), hist_percentile_us(0.99), hist_percentile_us(0.999),
                cpu_c1 - cpu_c0, server_cpu, (unsigned long long)bad_sizes,
                (unsigned long long)errors, setup_s);
-    } else if (opt_mode == MODE_BROADCAST) {
+    } else if (opt_mode == MODE_BROADCAST || opt_mode == MODE_HUB) {
         uint64_t expected = (uint64_t)opt_messages * (uint64_t)opt_conns;
-        printf("{\"mode\": \"broadcast\", \"connections\": %d, \"messages\": %d, \"size\": %llu, "
+        printf("{\"mode\": \"%s\", \"connections\": %d, \"messages\": %d, \"size\": %llu, "
                "\"expected\": %llu, \"deliveries\": %llu, \"complete\": %s, \"seconds\": %.6f, "
                "\"deliveries_per_s\": %.1f, \"first_delivery_us\": %.1f, "
                "\"client_cpu_s\": %.6f, \"server_cpu_s\": %.6f, \"bad_sizes\": %llu, "
                "\"errors\": %llu, \"setup_s\": %.3f}\n",
-               opt_conns, opt_messages, (unsigned long long)opt_size,
-               (unsigned long long)expected, (unsigned long long)deliveries,
+               opt_mode == MODE_HUB ? "hub" : "broadcast", opt_conns, opt_messages,
+               (unsigned long long)opt_size, (unsigned long long)expected, (unsigned long long)deliveries,
                deliveries >= expected ? "true" : "false", elapsed,
                elapsed > 0 ? deliveries / elapsed : 0,
                first_delivery_ns > t0 ? (first_delivery_ns - t0) / 1e3 : 0,

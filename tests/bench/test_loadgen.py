@@ -115,3 +115,14 @@ def test_refused_upgrade_is_an_error():
     returncode, out, err = asyncio.run(main())
     assert returncode == 2
     assert b"upgrade refused: HTTP/1.1 404" in err and out == b""
+
+
+def test_hub_mode_counts_every_delivery_in_each_encoding():
+    """Mode ``hub`` against ``python -m fastws``: receivers subscribe with the frames they
+    were given, and every publication reaches every receiver, in each encoding."""
+    from bench import hub_protocols
+
+    results = hub_protocols.run_broadcast(conns=20, messages=30, rounds=1)
+    for subprotocol, (result,) in results.items():
+        assert result["mode"] == "hub" and result["complete"], subprotocol
+        assert result["deliveries"] == 20 * 30 and result["errors"] == 0

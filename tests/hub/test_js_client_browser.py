@@ -59,7 +59,7 @@ def hub():
         yield process
 
 
-@pytest.mark.parametrize("protocol", ["json", "msgpack"])
+@pytest.mark.parametrize("protocol", ["json", "msgpack", "protobuf"])
 def test_the_browser_build_recovers_after_a_drop(hub, protocol: str) -> None:
     sync_api = require_browser()
     errors: list[str] = []
@@ -87,8 +87,9 @@ def test_the_browser_build_recovers_after_a_drop(hub, protocol: str) -> None:
         [6, True, "publisher"],
         [7, False, "publisher"],
     ]
-    # The MessagePack codec is a file of its own, fetched only when asked for.
+    # The MessagePack and Protobuf codecs are files of their own, fetched only when asked for.
     assert ("fastws-client-msgpack.js" in scripts) == (protocol == "msgpack")
+    assert ("fastws-client-protobuf.js" in scripts) == (protocol == "protobuf")
 
 
 def test_the_browser_going_offline_and_online(hub) -> None:

@@ -1,5 +1,5 @@
 import { backoffDelay, mayReconnect } from "./backoff.js";
-import { type Codec, loadCodec, type Protocol } from "./codec.js";
+import { type Codec, dataField, loadCodec, type Protocol, receivedData } from "./codec.js";
 import { Emitter } from "./emitter.js";
 import { CommandTimeout, Disconnected, HubError } from "./errors.js";
 import { publication, type HistoryOptions, Subscription, type SubscriptionOptions } from "./subscription.js";
@@ -24,7 +24,10 @@ export interface ClientOptions {
   token?: string;
   /** Called for a token before every connection attempt and before the token expires. */
   getToken?: () => string | Promise<string>;
-  /** `"json"` (default) or `"msgpack"` (loads `@msgpack/msgpack` when the client connects). */
+  /**
+   * `"json"` (default), `"msgpack"` (loads `@msgpack/msgpack` when the client connects) or
+   * `"protobuf"` (no dependency). Binary data is a Uint8Array whichever is used.
+   */
   protocol?: Protocol;
   /** Backoff window of the first reconnect, in ms (default 500); it doubles per attempt. */
   minReconnectDelay?: number;
@@ -198,12 +201,12 @@ export class Client extends Emitter<ClientEvents> {
 
   /** Publish `data` to `channel`; resolves to its offset in the channel's stream. */
   async publish(channel: string, data: unknown): Promise<number> {
-    return (await this.call("publish", { channel, data })).offset;
+    return (await this.call("publish", { channel, ...dataField(this.codec, data) })).offset;
   }
 
   /** A private message to every connection of `user` (their `message` event). */
   async send(user: string, data: unknown): Promise<void> {
-    await this.call("send", { user, data });
+    await this.call("send", { user, ...dataField(this.codec, data) });
   }
 
   /** Who is in `channel`: client id to ClientInfo. */
@@ -321,8 +324,8 @@ export class Client extends Emitter<ClientEvents> {
   }
 
   private sendConnect(ws: WebSocket, token: string | undefined): void {
-    if (this.codec!.subprotocol !== ws.protocol && this.options.protocol === "msgpack") {
-      this.lose(ws, 4502, "the hub did not accept the fastws.msgpack subprotocol", false);
+    if (this.codec!.subprotocol !== ws.protocol && this.options.protocol !== "json") {
+      this.lose(ws, 4502, `the hub did not accept the ${this.codec!.subprotocol} subprotocol`, false);
       return;
     }
     this._request("connect", token === undefined ? {} : { token }).then(
@@ -401,7 +404,9 @@ export class Client extends Emitter<ClientEvents> {
       case "message":
         this.emit(
           "message",
-          message.from === undefined ? { data: message.data } : { from: message.from, data: message.data },
+          message.from === undefined
+            ? { data: receivedData(message) }
+            : { from: message.from, data: receivedData(message) },
         );
         break;
       case "unsubscribe":

@@ -1,4 +1,5 @@
 import { backoffDelay } from "./backoff.js";
+import { receivedData } from "./codec.js";
 import type { Client } from "./client.js";
 import { Emitter } from "./emitter.js";
 import { Disconnected, type HubError } from "./errors.js";
@@ -251,7 +252,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
 
 /** @internal A publication from its wire shape (a `pub` push or an item of a reply). */
 export function publication(channel: string, item: any, recovered = false): Publication {
-  const pub: Publication = { channel, offset: item.offset, data: item.data, recovered };
+  const pub: Publication = { channel, offset: item.offset, data: receivedData(item), recovered };
   if (item.info?.user !== undefined) pub.user = item.info.user;
   return pub;
 }

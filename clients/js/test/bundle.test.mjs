@@ -8,7 +8,7 @@ const built = (name) => readFileSync(new URL(`../dist/browser/${name}`, import.m
 const served = (name) => readFileSync(new URL(`../../../fastws/hub/static/${name}`, import.meta.url));
 const BUDGET = 8 * 1024;
 
-for (const name of ["fastws-client.js", "fastws-client-msgpack.js"]) {
+for (const name of ["fastws-client.js", "fastws-client-msgpack.js", "fastws-client-protobuf.js"]) {
   test(`fastws/hub/static/${name} is the current build (npm run static updates it)`, () => {
     assert.ok(built(name).equals(served(name)), `${name} differs from the build: run npm run static in clients/js`);
   });
@@ -19,8 +19,10 @@ test(`the JSON browser build is at most ${BUDGET} bytes minified and gzipped`, (
   assert.ok(size <= BUDGET, `${size} bytes gzipped`);
 });
 
-test("the JSON browser build does not contain the MessagePack codec", () => {
+test("the JSON browser build does not contain the MessagePack nor the Protobuf codec", () => {
   const text = built("fastws-client.js").toString();
   assert.match(text, /import\("\.\/fastws-client-msgpack\.js"\)/);
+  assert.match(text, /import\("\.\/fastws-client-protobuf\.js"\)/);
+  assert.doesNotMatch(text, /PublicationInfo|truncated protobuf/);
   assert.doesNotMatch(text, /ExtensionCodec|DataViewIndexOutOfBounds/);
 });

@@ -81,6 +81,26 @@ for (const protocol of PROTOCOLS) {
       assert.deepEqual(await message, { from: "ann", data: { text: "psst" } });
     });
 
+    test("binary data is a Uint8Array, published and received", async () => {
+      const ann = await connected("ann");
+      const bob = await connected("bob");
+      const channel = `chat:${protocol}-binary`;
+      const sub = ann.newSubscription(channel);
+      const subscribed = next(sub, "subscribed");
+      sub.subscribe();
+      await subscribed;
+      const bytes = Uint8Array.from({ length: 300 }, (_, i) => (i * 7) % 256);
+      const received = next(sub, "publication");
+      await bob.publish(channel, bytes);
+      assert.deepEqual((await received).data, bytes);
+      const json = next(sub, "publication");
+      await bob.publish(channel, { n: 1 });
+      assert.deepEqual((await json).data, { n: 1 });
+      const message = next(ann, "message");
+      await bob.send("ann", bytes.subarray(0, 3));
+      assert.deepEqual(await message, { from: "bob", data: bytes.slice(0, 3) });
+    });
+
     test("errors of the hub reject the command with its code", async () => {
       const carol = await connected("carol", { getToken: () => makeToken("carol", { publish: ["own:*"] }) });
       await assert.rejects(carol.publish("chat:elsewhere", 1), (error) => error instanceof HubError && error.code === 403);

@@ -133,12 +133,18 @@ def command_from_bytes(payload: bytes | memoryview) -> dict[str, Any]:
 
 # -- the client's side ---------------------------------------------------------------------
 
+_METHODS = frozenset(f.name for f in pb.Command.DESCRIPTOR.oneofs_by_name["params"].fields)
+
 
 def command_to_bytes(message: dict) -> bytes:
-    """A client's command dict, ``data`` being ``bytes`` (binary) or a JSON value."""
+    """A client's command dict, ``data`` being ``bytes`` (binary) or a JSON value. A method
+    the schema does not have goes out without params: the hub answers 404, as over JSON."""
     command = pb.Command(id=message["id"])
+    method = message["method"]
+    if method not in _METHODS:
+        return command.SerializeToString()
     params = dict(message.get("params") or {})
-    request = getattr(command, message["method"])
+    request = getattr(command, method)
     request.SetInParent()
     if "data" in params:
         value = params.pop("data")
@@ -151,11 +157,26 @@ def command_to_bytes(message: dict) -> bytes:
     return command.SerializeToString()
 
 
+def _pub_values(pub: pb.PubPush) -> dict[str, Any]:
+    """A ``pub`` push read by hand: the message a client reads most."""
+    message = {
+        "push": "pub",
+        "channel": pub.channel,
+        "offset": pub.offset,
+        "data": orjson.loads(pub.data) if pub.json else pub.data,
+    }
+    if pub.HasField("info"):
+        message["info"] = {"user": pub.info.user}
+    return message
+
+
 def reply_from_bytes(payload: bytes | memoryview) -> dict[str, Any]:
     """What the hub sent, as the dict the JSON wire would give (``data`` decoded)."""
     reply = pb.Reply.FromString(bytes(payload))
     if reply.HasField("push"):
         kind = reply.push.WhichOneof("push")
+        if kind == "pub":
+            return _pub_values(reply.push.pub)
         return {"push": kind, **_values(getattr(reply.push, kind))}
     message: dict[str, Any] = {}
     if reply.id:

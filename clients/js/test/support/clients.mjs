@@ -2,7 +2,7 @@ import WebSocket from "ws";
 import { Client } from "../../dist/index.js";
 import { makeToken } from "./processes.mjs";
 
-export const PROTOCOLS = ["json", "msgpack"];
+export const PROTOCOLS = ["json", "msgpack", "protobuf"];
 
 const made = new Set();
 
