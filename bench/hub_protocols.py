@@ -50,7 +50,7 @@ CODEC_ARGS = [
     "no:cacheprovider",
     "-q",
 ]
-CHANNEL = "bench:fanout"  # no history, no presence: the fan-out alone
+CHANNEL = "fanout"  # the default namespace: no history, no presence, the fan-out alone
 NAMES = {"fastws.json": "JSON", "fastws.msgpack": "MessagePack", "fastws.protobuf": "Protobuf"}
 
 
