@@ -227,7 +227,7 @@ async def test_protobuf_presence_errors_messages_and_disconnect() -> None:
         (message,) = await bob.pushes_of("message", 1)
         assert message == {"push": "message", "from": "ann", "data": BLOB}
 
-        code, _ = await ann.error("rpc", {"method": "x"})  # not in the schema: sent bare
+        code, _ = await ann.error("nosuch", {"x": 1})  # not in the schema: sent bare
         assert code == 404
         # A command that is not a Command message: 400 without an id, as in JSON.
         ann.ws.send_nowait(b"\xff\xff\xff")

@@ -15,6 +15,7 @@ const SCHEMAS: Record<string, Schema> = {
     send: [8, "message", "Empty", true], presence: [9, "message", "PresenceResult", true],
     history: [10, "message", "HistoryResult", true], ping: [11, "message", "Empty", true],
     refresh: [12, "message", "Empty", true], sub_refresh: [13, "message", "Empty", true],
+    rpc: [14, "message", "RpcResult", true],
   },
   Error: { code: [1, "uint"], message: [2, "string"] },
   StreamPosition: { offset: [1, "uint"], epoch: [2, "string"] },
@@ -24,6 +25,7 @@ const SCHEMAS: Record<string, Schema> = {
   ConnectRequest: { token: [1, "string", undefined, true] },
   SubscribeRequest: {
     channel: [1, "string"], since: [2, "message", "StreamPosition", true], token: [3, "string", undefined, true],
+    data: [4, "data", undefined, true],
   },
   RefreshRequest: { token: [1, "string"] },
   SubRefreshRequest: { channel: [1, "string"], token: [2, "string"] },
@@ -35,12 +37,14 @@ const SCHEMAS: Record<string, Schema> = {
     channel: [1, "string"], since: [2, "message", "StreamPosition", true],
     limit: [3, "uint", undefined, true], reverse: [4, "bool"],
   },
+  RpcRequest: { method: [1, "string"], data: [2, "data", undefined, true] },
   Empty: {},
-  ConnectResult: { client: [1, "string"], user: [2, "string"], ping: [3, "uint"] },
+  ConnectResult: { client: [1, "string"], user: [2, "string"], ping: [3, "uint"], data: [4, "data", undefined, true] },
   SubscribeResult: {
     epoch: [1, "string"], offset: [2, "uint"], recovered: [3, "bool"],
-    publications: [4, "repeated", "Publication"],
+    publications: [4, "repeated", "Publication"], data: [5, "data", undefined, true],
   },
+  RpcResult: { data: [1, "data", undefined, true] },
   PublishResult: { offset: [1, "uint"] },
   PresenceResult: { clients: [1, "map", "ClientInfo"] },
   HistoryResult: { epoch: [1, "string"], offset: [2, "uint"], publications: [3, "repeated", "Publication"] },
@@ -48,6 +52,11 @@ const SCHEMAS: Record<string, Schema> = {
     pub: [1, "message", "PubPush", true], message: [2, "message", "MessagePush", true],
     join: [3, "message", "JoinLeavePush", true], leave: [4, "message", "JoinLeavePush", true],
     disconnect: [5, "message", "DisconnectPush", true], unsubscribe: [6, "message", "UnsubscribePush", true],
+    subscribe: [7, "message", "SubscribePush", true],
+  },
+  SubscribePush: {
+    channel: [1, "string"], epoch: [2, "string"], offset: [3, "uint"], recovered: [4, "bool"],
+    publications: [5, "repeated", "Publication"],
   },
   PubPush: {
     channel: [1, "string"], offset: [2, "uint"], data: [3, "data"],
@@ -64,7 +73,7 @@ const REQUESTS: Record<string, [number, string]> = {
   connect: [2, "ConnectRequest"], subscribe: [3, "SubscribeRequest"], unsubscribe: [4, "UnsubscribeRequest"],
   publish: [5, "PublishRequest"], send: [6, "SendRequest"], presence: [7, "PresenceRequest"],
   history: [8, "HistoryRequest"], ping: [9, "PingRequest"], refresh: [10, "RefreshRequest"],
-  sub_refresh: [11, "SubRefreshRequest"],
+  sub_refresh: [11, "SubRefreshRequest"], rpc: [12, "RpcRequest"],
 };
 
 const text = new TextEncoder();
@@ -218,7 +227,8 @@ function readMessage(type: string, bytes: Uint8Array): Record<string, any> {
       values[name][mapKey] = mapValue;
     }
   }
-  if (Object.values(schema).some(([, kind]) => kind === "data")) {
+  const dataSpec = Object.values(schema).find(([, kind]) => kind === "data");
+  if (dataSpec && (data !== undefined || !dataSpec[3])) {
     const raw = data ?? new Uint8Array();
     values.data = json ? JSON.parse(utf8.decode(raw)) : raw.slice();
   }
