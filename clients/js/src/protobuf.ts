@@ -64,7 +64,7 @@ const SCHEMAS: Record<string, Schema> = {
   },
   MessagePush: { from: [1, "string", undefined, true], data: [2, "data"] },
   JoinLeavePush: { channel: [1, "string"], info: [2, "message", "ClientInfo", true] },
-  UnsubscribePush: { channel: [1, "string"], reason: [2, "string"] },
+  UnsubscribePush: { channel: [1, "string"], reason: [2, "string"], code: [3, "uint"] },
   DisconnectPush: { code: [1, "uint"], reason: [2, "string"], reconnect: [3, "bool"] },
 };
 
