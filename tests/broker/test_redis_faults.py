@@ -232,3 +232,72 @@ async def test_local_delivery_during_an_outage_changes_the_epoch(redis_server: R
         # and again when Redis is back
         assert await client.pushes_of("unsubscribe", 1) == [resubscribe_push("stream:local")]
         await client.close()
+
+
+@run_async(loops=("uvloop",), timeout=180)
+async def test_redis_with_aof_restarted_under_load_loses_nothing(make_redis) -> None:
+    """With the settings docs/deployment.md recommends (AOF, fsync on every write),
+    a Redis killed and started again keeps every stream: the subscriber notices nothing."""
+    redis = make_redis(True, None, "--appendonly", "yes", "--appendfsync", "always")
+    args = (*FAST_RETRY, "--broker-failure-threshold", "2")
+    async with hub_nodes(redis.url, 2, *args) as (a, b):
+        received: list[object] = []
+        resyncs: list[bool | None] = []
+        client = Client(
+            f"ws://127.0.0.1:{b.port}/connection", backoff_base=0.05, backoff_max=0.5
+        )
+        await client.connect()
+        sub = await client.subscribe(
+            "stream:aof",
+            on_publication=received.append,
+            on_resync=lambda s: resyncs.append(s.recovered),
+        )
+        epoch = sub.epoch
+        acks: list[tuple[int, tuple[int, dict]]] = []
+        stop = asyncio.Event()
+
+        async def steady_load() -> None:
+            i = 0
+            while not stop.is_set() and i < 5000:
+                acks.append((i, await publish(a, "stream:aof", i)))
+                i += 1
+                await asyncio.sleep(0.01)
+
+        load = asyncio.create_task(steady_load())
+        try:
+            await until(lambda: len(received) >= 20, "publications before the kill", timeout=30)
+            redis.kill()
+            await until(lambda: any(status == 503 for _, (status, _) in acks[-5:]), "503s", timeout=30)
+            await asyncio.to_thread(redis.start)
+            for node in (a, b):
+                await node.wait_ready()
+            count = len(acks)
+            await until(lambda: len(acks) >= count + 20, "publications after the restart", timeout=30)
+        finally:
+            stop.set()
+            await load
+        last = max(i for i, (status, _) in acks if status == 200)
+        await until(lambda: any(p.data == last for p in received), "the last publication", timeout=30)
+
+        # Same stream, no resync, the connection kept.
+        assert resyncs == [] and sub.epoch == epoch
+        assert client.reconnects == 0 and client.state == "connected"
+        assert any(status == 503 for _, (status, _) in acks)
+        # Once each and in order; every acknowledged publication is there, at its offset.
+        assert [p.offset for p in received] == list(range(1, len(received) + 1))
+        data = [p.data for p in received]
+        assert data == sorted(set(data))
+        acked = {i: reply["result"] for i, (status, reply) in acks if status == 200}
+        assert all(result["epoch"] == epoch for result in acked.values())
+        by_offset = {p.offset: p.data for p in received}
+        assert {i: by_offset.get(result["offset"]) for i, result in acked.items()} == {
+            i: i for i in acked
+        }
+        # A client that comes back from a position taken before the kill recovers it all.
+        again = await HubClient.open(a.port)
+        since = {"epoch": epoch, "offset": 1}
+        reply = await again.result("subscribe", {"channel": "stream:aof", "since": since})
+        assert reply["recovered"] is True and reply["epoch"] == epoch
+        assert [p["data"] for p in reply["publications"]] == data[1:]
+        await again.close()
+        await client.close()
