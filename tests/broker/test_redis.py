@@ -144,14 +144,16 @@ async def test_binary_data_round_trips(redis_server: RedisServer) -> None:
 
 @run_async()
 async def test_history_expires_by_age_and_positions_by_idleness(redis_server: RedisServer) -> None:
-    broker, _ = await started([redis_server.url], history_meta_ttl=0.3)
-    short = PublishOptions(history_size=10, history_ttl=0.15)
+    # Margins of most of a second, for a busy machine: sleeps last at least as long as
+    # asked, and the steps between them must each stay well under a second.
+    broker, _ = await started([redis_server.url], history_meta_ttl=3.0)
+    short = PublishOptions(history_size=10, history_ttl=2.0)
     first = await broker.publish("age", b"1", None, short)
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(1.2)
     await broker.publish("age", b"2", None, short)
-    await asyncio.sleep(0.1)  # the first is older than 0.15 s, the second is not
+    await asyncio.sleep(1.2)  # the first is older than 2 s, the second is not
     assert [p.data for p in (await broker.history("age", None, None)).publications] == [b"2"]
-    await asyncio.sleep(0.5)  # no publication for longer than history_meta_ttl
+    await asyncio.sleep(3.5)  # no publication for longer than history_meta_ttl
     again = await broker.publish("age", b"3", None, short)
     assert again.offset == 1 and again.epoch != first.epoch
     await broker.close()
