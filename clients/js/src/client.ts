@@ -16,6 +16,8 @@ import type {
   PresenceStats,
   Publication,
   State,
+  StreamPosition,
+  SubscribedEvent,
   WebSocketConstructor,
 } from "./types.js";
 
@@ -53,6 +55,10 @@ export interface ClientEvents extends Record<string, unknown> {
   message: Message;
   /** Publications, joins and leaves of channels with no Subscription here (server-side ones). */
   publication: Publication;
+  /** The server subscribed this connection to a channel (or renewed it after a reconnect). */
+  subscribed: SubscribedEvent;
+  /** The server ended a server-side subscription. */
+  unsubscribed: CloseEvent & { channel: string };
   join: JoinLeaveEvent;
   leave: JoinLeaveEvent;
 }
@@ -104,6 +110,8 @@ export class Client extends Emitter<ClientEvents> {
   private inFlight = new Map<number, Command>();
   private waiting: Command[] = [];
   private subs = new Map<string, Subscription>();
+  /** Server-side subscriptions: the position last delivered, sent with `connect` to recover them. */
+  private serverSubs = new Map<string, StreamPosition>();
   private attempt = 0;
   private serial = 0; // bumped to cancel an attempt in progress
   private timers: Partial<Record<"reconnect" | "connect" | "heartbeat" | "refresh" | "stable", Timer>> = {};
@@ -328,7 +336,9 @@ export class Client extends Emitter<ClientEvents> {
       this.lose(ws, 4502, `the hub did not accept the ${this.codec!.subprotocol} subprotocol`, false);
       return;
     }
-    this._request("connect", token === undefined ? {} : { token }).then(
+    const params: Record<string, unknown> = token === undefined ? {} : { token };
+    if (this.serverSubs.size) params.subs = Object.fromEntries(this.serverSubs);
+    this._request("connect", params).then(
       (result) => this.connected(ws, result, token),
       (error) => {
         if (error instanceof Disconnected) return;
@@ -391,9 +401,12 @@ export class Client extends Emitter<ClientEvents> {
       case "pub": {
         const pub = publication(message.channel, message);
         if (active) sub._receive(pub);
-        else this.emit("publication", pub);
+        else this.serverPublication(pub);
         break;
       }
+      case "subscribe":
+        if (!active && ws === this._connection) this.serverSubscribed(message);
+        break;
       case "join":
       case "leave": {
         const event = { channel: message.channel, ...clientInfo(message.info?.client, message.info ?? {}) };
@@ -410,12 +423,36 @@ export class Client extends Emitter<ClientEvents> {
         );
         break;
       case "unsubscribe":
-        if (active && ws === this._connection) sub._unsubscribedByHub({ code: message.code ?? 0, reason: message.reason ?? "" });
+        if (ws !== this._connection) break;
+        if (active) sub._unsubscribedByHub({ code: message.code ?? 0, reason: message.reason ?? "" });
+        else if (this.serverSubs.delete(message.channel))
+          this.emit("unsubscribed", { channel: message.channel, code: message.code ?? 0, reason: message.reason ?? "" });
         break;
       case "disconnect":
         if (ws === this._connection) this.disconnectPush = message;
         break;
     }
+  }
+
+  /** A server-side subscription began or was renewed: its replayed publications follow the event. */
+  private serverSubscribed(message: any): void {
+    const { channel, epoch, offset } = message;
+    const known = this.serverSubs.get(channel);
+    const recovered = message.recovered === true && known !== undefined;
+    this.serverSubs.set(channel, { epoch, offset: recovered ? known.offset : offset });
+    this.emit("subscribed", { channel, epoch, offset, recovered, wasRecovering: known !== undefined });
+    for (const item of message.publications ?? []) this.serverPublication(publication(channel, item, recovered));
+    const position = this.serverSubs.get(channel)!;
+    if (offset > position.offset) position.offset = offset;
+  }
+
+  private serverPublication(pub: Publication): void {
+    const position = this.serverSubs.get(pub.channel);
+    if (position) {
+      if (pub.offset <= position.offset) return; // replay and push overlap
+      position.offset = pub.offset;
+    }
+    this.emit("publication", pub);
   }
 
   /**

@@ -22,7 +22,7 @@ const SCHEMAS: Record<string, Schema> = {
   PublicationInfo: { user: [1, "string"] },
   Publication: { offset: [1, "uint"], data: [2, "data"], info: [4, "message", "PublicationInfo", true] },
   ClientInfo: { client: [1, "string"], user: [2, "string"], info: [3, "json", undefined, true] },
-  ConnectRequest: { token: [1, "string", undefined, true] },
+  ConnectRequest: { token: [1, "string", undefined, true], subs: [2, "map", "StreamPosition"] },
   SubscribeRequest: {
     channel: [1, "string"], since: [2, "message", "StreamPosition", true], token: [3, "string", undefined, true],
     data: [4, "data", undefined, true],
@@ -130,6 +130,13 @@ function writeMessage(type: string, values: Record<string, any>): Uint8Array {
       }
     } else if (kind === "message") {
       out.chunk(field, writeMessage(sub!, value));
+    } else if (kind === "map") {
+      for (const [key, item] of Object.entries<Record<string, any>>(value)) {
+        const entry = new Writer();
+        entry.chunk(1, text.encode(key));
+        entry.chunk(2, writeMessage(sub!, item));
+        out.chunk(field, entry.finish());
+      }
     } else {
       throw new TypeError(`a client does not send ${type}.${name}`);
     }

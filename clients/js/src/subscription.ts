@@ -2,6 +2,7 @@ import { backoffDelay } from "./backoff.js";
 import { receivedData } from "./codec.js";
 import type { Client } from "./client.js";
 import { Emitter } from "./emitter.js";
+import { refreshDelay, tokenExpiry } from "./token.js";
 import { Disconnected, type HubError } from "./errors.js";
 import type {
   CloseEvent,
@@ -19,9 +20,13 @@ import type {
 export interface SubscriptionOptions {
   /** Start from this position: the hub replays what followed it (or says it cannot). */
   since?: StreamPosition;
-  /** Called before each subscribe to a `$` channel for a channel token. */
-  getToken?: (channel: string) => string | Promise<string>;
-  /** Sent with every subscribe command. */
+  /**
+   * Called before each subscribe for a subscription token (`$` channels, namespaces with
+   * `require_subscription_token`); `null` or `undefined` means none is needed. Called again
+   * before the token's `exp` (`sub_refresh`) and when the hub ends it as expired.
+   */
+  getToken?: (channel: string) => string | null | undefined | Promise<string | null | undefined>;
+  /** Sent with every subscribe command (the subscribe hook reads it). */
   data?: unknown;
 }
 
@@ -61,6 +66,8 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   private forgetPosition = false;
   private attempt = 0;
   private retryTimer?: ReturnType<typeof setTimeout>;
+  private refreshTimer?: ReturnType<typeof setTimeout>;
+  private token?: string;
 
   constructor(
     readonly client: Client,
@@ -139,7 +146,8 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     const { getToken } = this.options;
     const connection = this.client._connection;
     try {
-      if (getToken && this.channel.startsWith("$")) params.token = await getToken(this.channel);
+      this.token = (await getToken?.(this.channel)) ?? undefined;
+      if (this.token !== undefined) params.token = this.token;
     } catch (error) {
       this.emit("error", { type: "subscribeToken", error: error as Error });
       this.retryLater();
@@ -174,6 +182,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
       return;
     }
     if (this.state !== "subscribed") return; // already subscribing again
+    clearTimeout(this.refreshTimer);
     this.state = "subscribing";
     this.emit("subscribing", event);
     this._send();
@@ -183,6 +192,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   _lost(event: CloseEvent): void {
     this.buffer = null;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.refreshTimer);
     if (this.state === "subscribed") {
       this.state = "subscribing";
       this.emit("subscribing", event);
@@ -201,6 +211,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     this.buffer = null;
     this.forgetPosition = false;
     this.attempt = 0;
+    this.scheduleRefresh();
     this.epoch = result.epoch;
     if (!recovered) this.offset = result.offset; // a new stream or a gap: continue from here
     this.state = "subscribed";
@@ -228,6 +239,27 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     else this.end({ code: error.code, reason: error.message });
   }
 
+  private scheduleRefresh(): void {
+    clearTimeout(this.refreshTimer);
+    const exp = this.token === undefined ? undefined : tokenExpiry(this.token);
+    if (exp !== undefined) this.refreshTimer = setTimeout(() => this.refreshToken(), refreshDelay(exp));
+  }
+
+  /** Before the subscription token expires: a new one through `sub_refresh`. */
+  private async refreshToken(): Promise<void> {
+    const connection = this.client._connection;
+    try {
+      const token = await this.options.getToken!(this.channel);
+      if (token == null || this.state !== "subscribed" || connection !== this.client._connection) return;
+      await this.client._request("sub_refresh", { channel: this.channel, token });
+      this.token = token;
+      this.scheduleRefresh();
+    } catch (error) {
+      // Left alone, the token expires and the hub's unsubscribe push (2501) subscribes again.
+      if (!(error instanceof Disconnected)) this.emit("error", { type: "subRefresh", error: error as Error });
+    }
+  }
+
   private retryLater(): void {
     const { minReconnectDelay, maxReconnectDelay } = this.client.options;
     const delay = backoffDelay(this.attempt++, minReconnectDelay, maxReconnectDelay);
@@ -246,6 +278,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     this.state = "unsubscribed";
     this.buffer = null;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.refreshTimer);
     this.emit("unsubscribed", event);
   }
 }

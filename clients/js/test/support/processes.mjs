@@ -23,6 +23,10 @@ presence = true
 join_leave = true
 
 [[namespaces]]
+name = "vip"
+require_subscription_token = true
+
+[[namespaces]]
 name = "load"
 history_size = 100000
 history_ttl = 300
@@ -32,6 +36,14 @@ history_ttl = 300
 export function makeToken(sub, claims = {}) {
   const encode = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
   const body = `${encode({ alg: "HS256", typ: "JWT" })}.${encode({ sub, channels: ["*"], publish: ["*"], history: ["*"], presence: ["*"], send: ["*"], ...claims })}`;
+  return `${body}.${createHmac("sha256", SECRET).update(body).digest("base64url")}`;
+}
+
+/** A subscription token of `sub` for `channel`, expiring in `ttl` seconds. */
+export function makeSubscriptionToken(sub, channel, ttl = 3600) {
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const exp = Math.floor(Date.now() / 1000) + ttl;
+  const body = `${encode({ alg: "HS256", typ: "JWT" })}.${encode({ sub, channel, exp })}`;
   return `${body}.${createHmac("sha256", SECRET).update(body).digest("base64url")}`;
 }
 
