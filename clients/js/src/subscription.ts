@@ -146,7 +146,8 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     const { getToken } = this.options;
     const connection = this.client._connection;
     try {
-      this.token = (await getToken?.(this.channel)) ?? undefined;
+      // Without getToken nothing is awaited: the subscribe goes out right after the connect reply.
+      this.token = getToken ? ((await getToken(this.channel)) ?? undefined) : undefined;
       if (this.token !== undefined) params.token = this.token;
     } catch (error) {
       this.emit("error", { type: "subscribeToken", error: error as Error });
