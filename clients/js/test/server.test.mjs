@@ -102,33 +102,34 @@ test("server API subscribe and unsubscribe pushes are client events", async () =
   assert.equal((await unsubscribed).code, 2000);
 });
 
-for (const protocol of PROTOCOLS)
-test(`a token's subs are recovered across a reconnect, each publication once and in order (${protocol})`, async () => {
-  const channel = `chat:token-subs-${protocol}`;
-  let offline = Promise.resolve(); // a reconnect waits for this token: what is published meanwhile is missed
-  const getToken = async () => {
-    await offline;
-    return makeToken("carol", { subs: [channel] });
-  };
-  const carol = newClient(hub, "carol", { getToken, protocol, minReconnectDelay: 50 });
-  const received = [];
-  carol.on("publication", (pub) => received.push(pub));
-  const first = next(carol, "subscribed", (event) => event.channel === channel);
-  carol.connect();
-  assert.equal((await first).recovered, false);
-  await hub.api("publish", { channel, data: 1 });
-  await until(() => received.length === 1, "the first publication");
+for (const protocol of PROTOCOLS) {
+  test(`a token's subs are recovered across a reconnect, each publication once and in order (${protocol})`, async () => {
+    const channel = `chat:token-subs-${protocol}`;
+    let offline = Promise.resolve(); // a reconnect waits for this token: what is published meanwhile is missed
+    const getToken = async () => {
+      await offline;
+      return makeToken("carol", { subs: [channel] });
+    };
+    const carol = newClient(hub, "carol", { getToken, protocol, minReconnectDelay: 50 });
+    const received = [];
+    carol.on("publication", (pub) => received.push(pub));
+    const first = next(carol, "subscribed", (event) => event.channel === channel);
+    carol.connect();
+    assert.equal((await first).recovered, false);
+    await hub.api("publish", { channel, data: 1 });
+    await until(() => received.length === 1, "the first publication");
 
-  const renewed = next(carol, "subscribed", (event) => event.channel === channel && event.wasRecovering);
-  let back;
-  offline = new Promise((resolve) => (back = resolve));
-  carol.drop();
-  await hub.api("publish", { channel, data: 2 });
-  await hub.api("publish", { channel, data: 3 });
-  back();
-  assert.equal((await renewed).recovered, true);
-  await hub.api("publish", { channel, data: 4 });
-  await until(() => received.length === 4, "four publications");
-  assert.deepEqual(received.map((pub) => pub.data), [1, 2, 3, 4]);
-  assert.deepEqual(received.map((pub) => pub.recovered), [false, true, true, false]);
-});
+    const renewed = next(carol, "subscribed", (event) => event.channel === channel && event.wasRecovering);
+    let back;
+    offline = new Promise((resolve) => (back = resolve));
+    carol.drop();
+    await hub.api("publish", { channel, data: 2 });
+    await hub.api("publish", { channel, data: 3 });
+    back();
+    assert.equal((await renewed).recovered, true);
+    await hub.api("publish", { channel, data: 4 });
+    await until(() => received.length === 4, "four publications");
+    assert.deepEqual(received.map((pub) => pub.data), [1, 2, 3, 4]);
+    assert.deepEqual(received.map((pub) => pub.recovered), [false, true, true, false]);
+  });
+}
