@@ -60,6 +60,9 @@ class Session(Listener):
         self.client_info: ClientInfo | None = None
         self.meta: Any = None  # what the connect hook attached, seen only by hooks
         self.connecting = False  # a connect command is waiting for its hook
+        # Commands that came after a connect still on its way (a hook, a remote broker):
+        # they run, in order, once it is answered.
+        self._held: list[tuple[Command, int, dict[str, Any]]] | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.closed = False
         self._max_message_size = config.max_message_size
@@ -134,9 +137,14 @@ class Session(Listener):
         if type(params) is not dict:
             self.error(command_id, codes.BAD_REQUEST, "params must be an object")
             return
-        if self.credentials is None and method != "connect":
-            self.error(command_id, codes.UNAUTHORIZED, "send connect first")
-            return
+        if self.credentials is None:
+            if self._held is not None:
+                self._held.append((command, command_id, params))
+                return
+            if method != "connect":
+                self.error(command_id, codes.UNAUTHORIZED, "send connect first")
+                return
+            self._held = []
         self._execute(command, command_id, params)
 
     @staticmethod
@@ -271,6 +279,8 @@ class Session(Listener):
         except Exception as exc:
             self._fail(command_id, exc)
         self.stats.command_done(command.name, time.perf_counter() - start)
+        if command.name == "connect":
+            self._release_held()
 
     async def _finish(
         self, command: Command, command_id: int, pending: Coroutine, start: float
@@ -279,12 +289,27 @@ class Session(Listener):
             result = await pending
             if type(result) is Reply:
                 self.reply(command_id, command.name, result.result)
+                if command.name == "connect":
+                    self._release_held()
                 await result.then()
             else:
                 self._answer(command, command_id, result)
         except Exception as exc:
             self._fail(command_id, exc)
         self.stats.command_done(command.name, time.perf_counter() - start)
+        if command.name == "connect":
+            self._release_held()
+
+    def _release_held(self) -> None:
+        """The connect is answered: run what came after it, in order (refused when it failed)."""
+        held, self._held = self._held, None
+        for command, command_id, params in held or ():
+            if self.closed:
+                return
+            if self.credentials is None:
+                self.error(command_id, codes.UNAUTHORIZED, "send connect first")
+            else:
+                self._execute(command, command_id, params)
 
     def _answer(self, command: Command, command_id: int, result: Any) -> None:
         if result is not None:

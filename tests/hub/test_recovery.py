@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
+from fastws.errors import ConnectionClosed
 from fastws.hub.broker import HistoryResult, StreamPosition
 from fastws.hub.broker.memory import MemoryBroker
 from fastws.hub.namespaces import Namespace
 from fastws.hub.protocol import codes
-from tests.support.hub import HubClient, api, running_hub
+from tests.support.hub import SECRET, HubClient, api, running_hub
 from tests.support.loops import run_async
 
 STREAMS = Namespace("stream", history_size=1000, history_ttl=60)
@@ -321,3 +322,33 @@ async def test_unsubscribe_while_subscribing_with_a_broker_that_suspends() -> No
         await client.result("subscribe", {"channel": "room:s"})
         await client.pushes_of("join", 1)
         await client.close()
+
+
+@run_async()
+async def test_commands_sent_right_after_connect_wait_for_it_with_a_broker_that_suspends() -> None:
+    async with running_hub(broker=RemoteLikeBroker()) as hub:
+        client = await HubClient.open(hub.port, connect=False)
+        connecting = client.send_command("connect", {})
+        subscribing = client.send_command("subscribe", {"channel": "room:p"})
+        publishing = client.send_command("publish", {"channel": "room:p", "data": 1})
+        again = client.send_command("connect", {})
+        assert "client" in (await client.reply(connecting))["result"]
+        # Both run after the connect; with a remote broker they run side by side.
+        assert (await client.reply(subscribing))["result"]["offset"] in (0, 1)
+        assert (await client.reply(publishing))["result"]["offset"] == 1
+        assert (await client.reply(again))["error"]["message"] == "already connected"
+        assert "room:p" in hub.node.channels
+        await client.close()
+
+
+@run_async()
+async def test_commands_after_a_failed_connect_do_not_run() -> None:
+    async with running_hub(broker=RemoteLikeBroker(), jwt_secret=SECRET) as hub:
+        client = await HubClient.open(hub.port, connect=False)
+        client.send_command("connect", {"token": "not a token"})
+        client.send_command("subscribe", {"channel": "room:p"})
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await client.ws.recv()
+        assert closed.value.code == 4500
+        assert "room:p" not in hub.node.channels
