@@ -235,10 +235,10 @@ export class Client extends Emitter<ClientEvents> {
   async history(channel: string, { limit, since, reverse }: HistoryOptions = {}): Promise<History> {
     const params: Record<string, unknown> = { channel };
     if (since) params.since = since;
-    if (limit !== undefined && !reverse) params.limit = limit;
+    if (limit !== undefined) params.limit = limit;
+    if (reverse) params.reverse = true;
     const result = await this.call("history", params);
-    let publications: Publication[] = (result.publications ?? []).map((p: any) => publication(channel, p));
-    if (reverse) publications = publications.reverse().slice(0, limit);
+    const publications: Publication[] = (result.publications ?? []).map((p: any) => publication(channel, p));
     return { epoch: result.epoch, offset: result.offset, publications };
   }
 

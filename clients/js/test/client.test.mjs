@@ -66,6 +66,8 @@ for (const protocol of PROTOCOLS) {
       assert.deepEqual(newest.publications.map((p) => p.data.n), [3, 2]);
       const after = await sub.history({ since: { epoch: history.epoch, offset: offsets[0] } });
       assert.deepEqual(after.publications.map((p) => p.data.n), [2, 3]);
+      const before = await sub.history({ since: { epoch: history.epoch, offset: offsets[2] }, reverse: true });
+      assert.deepEqual(before.publications.map((p) => p.data.n), [2, 1]);
 
       const left = next(sub, "leave", (event) => event.user === "bob");
       bobSub.unsubscribe();
