@@ -32,6 +32,16 @@ async def publish(node: HubProcess, channel: str, data: object) -> tuple[int, di
     return await node.api("POST", "/api/v1/publish", {"channel": channel, "data": data})
 
 
+async def steady_load(node: HubProcess, channel: str, acks: list, stop: asyncio.Event) -> None:
+    """Publish 0, 1, 2... to ``channel`` through ``node``'s API every 10 ms until ``stop``
+    (5,000 at most), keeping each number with the API's answer."""
+    i = 0
+    while not stop.is_set() and i < 5000:
+        acks.append((i, await publish(node, channel, i)))
+        i += 1
+        await asyncio.sleep(0.01)
+
+
 def pubsub_client_id(redis: RedisServer, node: HubProcess) -> str:
     """The Redis client id of ``node``'s pub/sub connection (it is named after the pid)."""
     name = f"name=fastws-pubsub-{node.process.pid} "
@@ -124,14 +134,7 @@ async def test_redis_killed_and_restarted_under_load(redis_server: RedisServer) 
         acks: list[tuple[int, dict]] = []
         stop = asyncio.Event()
 
-        async def steady_load() -> None:
-            i = 0
-            while not stop.is_set() and i < 5000:
-                acks.append((i, await publish(a, "stream:load", i)))
-                i += 1
-                await asyncio.sleep(0.01)
-
-        load = asyncio.create_task(steady_load())
+        load = asyncio.create_task(steady_load(a, "stream:load", acks, stop))
         try:
             await until(lambda: len(received) >= 20, "publications before the kill", timeout=30)
             redis.kill()
@@ -256,14 +259,7 @@ async def test_redis_with_aof_restarted_under_load_loses_nothing(make_redis) -> 
         acks: list[tuple[int, tuple[int, dict]]] = []
         stop = asyncio.Event()
 
-        async def steady_load() -> None:
-            i = 0
-            while not stop.is_set() and i < 5000:
-                acks.append((i, await publish(a, "stream:aof", i)))
-                i += 1
-                await asyncio.sleep(0.01)
-
-        load = asyncio.create_task(steady_load())
+        load = asyncio.create_task(steady_load(a, "stream:aof", acks, stop))
         try:
             await until(lambda: len(received) >= 20, "publications before the kill", timeout=30)
             redis.kill()

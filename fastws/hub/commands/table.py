@@ -44,6 +44,12 @@ from fastws.hub.protocol import codes
 MAX_BATCH = 1000
 
 CLIENT = Text(non_empty=True, max_bytes=64)
+# What the server API's subscribe and unsubscribe name: a user, a channel, maybe one connection.
+USER_CHANNEL_CLIENT = (
+    Field("user", Text(), required=True),
+    Field("channel", CHANNEL, required=True),
+    Field("client", CLIENT),
+)
 
 
 async def _batch(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
@@ -105,22 +111,14 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "subscribe",
         subscriptions.subscribe_user,
-        (
-            Field("user", Text(), required=True),
-            Field("channel", CHANNEL, required=True),
-            Field("client", CLIENT),
-        ),
+        USER_CHANNEL_CLIENT,
         client=False,
         http="POST",
     ),
     Command(
         "unsubscribe",
         subscriptions.unsubscribe_user,
-        (
-            Field("user", Text(), required=True),
-            Field("channel", CHANNEL, required=True),
-            Field("client", CLIENT),
-        ),
+        USER_CHANNEL_CLIENT,
         client=False,
         http="POST",
     ),
