@@ -22,7 +22,7 @@ conformance:
 	status=$$?; $(PYTHON) -m tests.conformance.report && exit $$status
 
 lint:
-	$(PYTHON) -m ruff check fastws tests bench
+	$(PYTHON) -m ruff check fastws tests bench examples
 
 bench:
 	$(PYTHON) -m bench run

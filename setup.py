@@ -1,4 +1,4 @@
-"""Builds the Cython codec; all other metadata lives in pyproject.toml."""
+"""Builds the Cython codec, connection and connection glue; all other metadata lives in pyproject.toml."""
 
 import os
 
@@ -11,6 +11,10 @@ if os.environ.get("FASTWS_NATIVE") == "1":  # tune for this CPU; not for wheels 
 
 extensions = [
     Extension("fastws._codec", ["fastws/_codec.pyx"], extra_compile_args=extra_compile_args),
+    Extension(
+        "fastws._connection", ["fastws/_connection.pyx"], extra_compile_args=extra_compile_args
+    ),
+    Extension("fastws._protocol", ["fastws/_protocol.pyx"], extra_compile_args=extra_compile_args),
 ]
 
 setup(

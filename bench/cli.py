@@ -162,6 +162,40 @@ def command_list(_args: argparse.Namespace) -> int:
     return 0
 
 
+def command_scale(args: argparse.Namespace) -> int:
+    from bench import scale, scale_report
+
+    settings = scale.Settings(
+        clients=args.clients,
+        workers=args.workers,
+        channels=args.channels,
+        connect_rate=args.connect_rate,
+        broker=args.broker,
+        soak_seconds=args.soak,
+        storms=not args.no_storms,
+        storm_rate=args.storm_rate,
+        storm_timeout=args.storm_timeout,
+        phases=tuple(name for name in args.phases.split(",") if name) if args.phases else (),
+    )
+    results = scale.run(settings)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(args.results_dir) / f"scale-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(f"wrote {out}")
+    failed = results.get("failed")
+    if failed is not None:
+        print(f"scale: {failed['phase']} failed: {failed['error']}", file=sys.stderr)
+    command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        scale_report.write(results, Path(args.docs), Path(args.img_dir), command)
+    except KeyError as missing:
+        print(f"scale: no report, the run has no {missing} (see {out})", file=sys.stderr)
+        return 1
+    print(f"wrote {args.docs} and plots under {args.img_dir}")
+    return 0 if failed is None else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     repo = Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -188,5 +222,24 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--img-dir", default=str(repo / "docs" / "img"))
 
     sub.add_parser("list", help="show cases and servers").set_defaults(handler=command_list)
+
+    sc = sub.add_parser("scale", help="the hub with 100,000 clients; writes docs/scale.md")
+    sc.add_argument("--clients", type=int, default=100_000)
+    sc.add_argument("--workers", type=int, default=6)
+    sc.add_argument("--channels", type=int, default=100)
+    sc.add_argument("--connect-rate", type=float, default=5000.0, help="new connections/s offered")
+    sc.add_argument("--broker", choices=("redis", "memory"), default="redis")
+    sc.add_argument("--soak", type=float, default=600.0, help="soak seconds (0: none)")
+    sc.add_argument("--no-storms", action="store_true", help="skip the reconnect storms")
+    sc.add_argument("--storm-timeout", type=float, default=600.0, help="seconds a storm waits for every client")
+    sc.add_argument("--phases", default="", help="only these phases, e.g. connect,storm_hub (default: all)")
+    sc.add_argument(
+        "--storm-rate", type=float, default=None,
+        help="broadcasts/s during the storms (default: a quarter of the measured delivery rate, at most 2)",
+    )  # fmt: skip
+    sc.add_argument("--results-dir", default=str(RESULTS))
+    sc.add_argument("--docs", default=str(repo / "docs" / "scale.md"))
+    sc.add_argument("--img-dir", default=str(repo / "docs" / "img"))
+    sc.set_defaults(handler=command_scale)
     args = parser.parse_args(argv)
     return args.handler(args)

@@ -2,6 +2,8 @@
 
     python -m bench.glue                       # ns per message, both APIs, four shapes
     python -m bench.glue --profile iter 64 16  # cProfile of one API at one size and window
+    python -m bench.glue --run callback 64 1   # one case, unprofiled
+    python -m bench.glue --reads 64 1          # callback reads back to back (for perf record)
 
 A ``WebSocket`` is driven in-process with a transport that only counts bytes, so the
 figures are the Python (or compiled) work per message without the system calls, which
@@ -89,6 +91,22 @@ async def measure(api: str, size: int, window: int, messages: int) -> float:
     return spent / (reads * window) * 1e9
 
 
+async def reads_only(size: int, window: int, messages: int) -> float:
+    """Nanoseconds of CPU per echoed message of the callback API, reads back to back."""
+    ws = WebSocket(Options(), asyncio.get_running_loop())
+    ws.transport = CountingTransport()
+    ws.listener = Echo()
+    ws._open(Connection(client=False), b"")
+    data = build_frame(OP_TEXT, b"x" * size, mask=True) * window
+    reads = messages // window
+    started = time.process_time()
+    for _ in range(reads):
+        buffer = ws.get_buffer(-1)
+        buffer[: len(data)] = data
+        ws.buffer_updated(len(data))
+    return (time.process_time() - started) / (reads * window) * 1e9
+
+
 async def table(messages: int) -> None:
     print("shape        callback ns/msg  async for ns/msg  callback/async for")
     for size, window in SHAPES:
@@ -111,8 +129,22 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--profile", nargs=3, metavar=("API", "SIZE", "WINDOW"),
                         help="profile one case: API is callback or iter")
+    parser.add_argument("--run", nargs=3, metavar=("API", "SIZE", "WINDOW"),
+                        help="run one case and print its ns/msg, for a native profiler "
+                        "such as perf, which sees inside the compiled modules")
+    parser.add_argument("--reads", nargs=2, metavar=("SIZE", "WINDOW"),
+                        help="the callback API's reads alone, without loop turns: what a "
+                        "native profiler should look at")
     args = parser.parse_args()
-    if args.profile:
+    if args.run:
+        api, size, window = args.run
+        spent = uvloop.run(measure(api, int(size), int(window), args.messages))
+        print(f"{api} {size} B, w{window}: {spent:,.0f} ns/msg")
+    elif args.reads:
+        size, window = args.reads
+        spent = uvloop.run(reads_only(int(size), int(window), args.messages))
+        print(f"callback {size} B, w{window}, reads only: {spent:,.0f} ns/msg")
+    elif args.profile:
         api, size, window = args.profile
         uvloop.run(profile(api, int(size), int(window), args.messages))
     else:

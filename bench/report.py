@@ -21,8 +21,8 @@ the same load, by `python -m bench`.
 
 - Every server is a small script in `bench/servers/`, started as its own process on uvloop,
   pinned with `taskset` to core 1; the load generator runs on core 0. Servers under test:
-  fastws (callback API, `async for` API, and the callback API with the pure-Python codec,
-  `FASTWS_PURE=1`), picows (a `WSListener` echoing with `transport.send`), websockets (asyncio
+  fastws (callback API, `async for` API, and the callback API with the pure-Python codec
+  and connection, `FASTWS_PURE=1`), picows (a `WSListener` echoing with `transport.send`), websockets (asyncio
   server, `async for` echo, `compression=None`), aiohttp (`web.WebSocketResponse`, compression
   off) and a raw TCP echo on uvloop, the ceiling: no WebSocket at all.
 - The load comes from `bench/loadgen.c`, built with `gcc -O2` on first use: epoll, pre-masked

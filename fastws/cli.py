@@ -58,7 +58,8 @@ workers that share it; signal the master:
               are ready the old ones let their clients reconnect (close 1012)
               over --drain-window seconds
     SIGUSR2   upgrade: the master re-executes itself (the installed fastws),
-              handing the listening socket over; the port never closes
+              handing the listening socket (and the memory broker's
+              state) over; the port never closes
     SIGTERM   shut down: clients get close 1001 and may reconnect elsewhere
 
 /metrics serves Prometheus metrics (one view of all workers), /health and

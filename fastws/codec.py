@@ -6,28 +6,35 @@ is active ("cython" or "python").
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
+from types import ModuleType
 
-if os.environ.get("FASTWS_PURE", "") not in ("", "0"):
-    from fastws import _codec_py as _impl
+PURE = os.environ.get("FASTWS_PURE", "") not in ("", "0")
 
-    BACKEND = "python"
-else:
+
+def compiled_twin(name: str, what: str) -> ModuleType | None:
+    """The compiled module ``fastws.<name>``, or None, with a warning naming ``what``,
+    when it was not built. Each layer's switch (codec, connection, glue) asks this once."""
     try:
-        from fastws import _codec as _impl  # type: ignore[no-redef]
-
-        BACKEND = "cython"
+        return importlib.import_module(f"fastws.{name}")
     except ImportError as exc:
         warnings.warn(
-            f"fastws: the compiled codec is not available ({exc}); using the slower "
-            "pure-Python codec. Reinstall with a C compiler to build it.",
+            f"fastws: the compiled {what} is not available ({exc}); using the slower "
+            "pure-Python one. Reinstall with a C compiler to build it.",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-        from fastws import _codec_py as _impl
+        return None
 
-        BACKEND = "python"
+
+_compiled = None if PURE else compiled_twin("_codec", "codec")
+if _compiled is None:
+    from fastws import _codec_py as _impl
+else:
+    _impl = _compiled
+BACKEND = "python" if _compiled is None else "cython"
 
 OP_CONTINUATION = _impl.OP_CONTINUATION
 OP_TEXT = _impl.OP_TEXT

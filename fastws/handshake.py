@@ -81,10 +81,6 @@ class Headers:
                 index.setdefault(name.lower(), []).append(value)
         return index
 
-    def compact(self) -> None:
-        """Drop the lookup index (rebuilt on demand): a kept request stays small."""
-        self._index = None
-
     def get(self, name: str, default: str | None = None) -> str | None:
         values = self._lookup().get(name.lower())
         return values[0] if values else default
@@ -170,6 +166,7 @@ class _HeadReader:
         self._reason = bytearray()
         self._headers = Headers()
         self._done = False
+        self._head_size = 0  # bytes of _fed that are the head, once it is complete
 
     # httptools callbacks
     def on_url(self, url: bytes) -> None:
@@ -199,6 +196,7 @@ class _HeadReader:
             self._parser.feed_data(chunk)
         except httptools.HttpParserUpgrade as upgrade:
             self.leftover = chunk[upgrade.args[0] :] + rest
+            self._head_size = len(self._fed) - len(chunk) + upgrade.args[0]
             return True
         except httptools.HttpParserError as exc:
             # An error after a complete head concerns what follows it (bytes behind a
@@ -211,6 +209,7 @@ class _HeadReader:
             start = len(self._fed) - len(self._fed.lstrip(b"\r\n"))
             end = self._fed.index(b"\r\n\r\n", start) + 4
             self.leftover = bytes(self._fed[end:]) + rest
+            self._head_size = end
             return True
         if len(self._fed) >= self.max_size:
             raise HandshakeError(
@@ -218,6 +217,11 @@ class _HeadReader:
                 f"{self._what} header fields too large (more than {self.max_size} bytes)",
             )
         return False
+
+    @property
+    def head(self) -> bytes:
+        """The bytes of the complete head, which parse again to the same head."""
+        return bytes(self._fed[: self._head_size])
 
 
 class RequestReader(_HeadReader):

@@ -6,6 +6,19 @@ codec's pooled buffer, hands whole messages either to a ``Listener`` (callback
 API) or to a bounded queue (``async for`` API), and writes everything queued
 during one loop turn with a single ``transport.write``.
 
+Writing:
+- inside the connection's own read callback, output collects in ``conn.out``
+  and goes out in one write when the callback ends;
+- the first prebuilt frame of a loop turn for a connection with nothing queued
+  goes straight to ``transport.write`` (which tries the send at once and buffers
+  the rest): a fan-out to 100,000 connections schedules no callback per connection;
+- anything else, the rest of that turn's frames included, waits in ``conn.out``,
+  and one callback per loop iteration (``Flusher``) writes out every connection
+  that has some: a burst of broadcasts leaves each connection in two writes a
+  turn, not one per frame.
+Nothing is written directly while ``conn.out`` holds earlier bytes, which keeps
+each connection's frames in order.
+
 Flow control, both ways:
 - incoming: when the queue of unread messages reaches ``max_queue`` the
   transport stops reading until the application has caught up;
@@ -27,16 +40,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from fastws import closecodes
-from fastws.codec import OP_BINARY, OP_TEXT
+from fastws import closecodes, connection
+from fastws._protocol_py import Flusher as _ReferenceFlusher
+from fastws._protocol_py import ProtocolCore as _ReferenceCore
+from fastws._protocol_py import timers_due as _reference_timers_due
+from fastws.codec import OP_BINARY, OP_TEXT, compiled_twin
 from fastws.connection import CLOSED, CONNECTING, OPEN, Connection, State, prebuild
-from fastws.errors import ConnectionClosed, ConnectionClosedOK, ProtocolError
+from fastws.errors import ConnectionClosed, ConnectionClosedOK
+
+# The per-read path (read, dispatch, send, flush) follows the connection's switch:
+# compiled (``_protocol.pyx``) exactly when the connection is, so ``FASTWS_PURE=1``
+# keeps the whole engine pure Python; ``_protocol_py.py`` is the reference and
+# ``_protocol.pyi`` the contract. ``BACKEND`` says which one ``WebSocket`` inherits.
+_compiled = compiled_twin("_protocol", "connection glue") if connection.BACKEND == "cython" else None
+ProtocolCore: type[_ReferenceCore] = _ReferenceCore if _compiled is None else _compiled.ProtocolCore
+Flusher: type[_ReferenceFlusher] = _ReferenceFlusher if _compiled is None else _compiled.Flusher
+timers_due = _reference_timers_due if _compiled is None else _compiled.timers_due
+BACKEND = "python" if _compiled is None else "cython"
 
 logger = logging.getLogger("fastws")
 
@@ -58,6 +85,16 @@ def _discard_buffer(sizehint: int) -> memoryview:
 
 def _discard_bytes(nbytes: int) -> None:
     return None
+
+
+_FLUSHERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _flusher_for(loop: asyncio.AbstractEventLoop) -> _ReferenceFlusher:
+    flusher = _FLUSHERS.get(loop)
+    if flusher is None:
+        flusher = _FLUSHERS[loop] = Flusher()
+    return flusher
 
 
 @dataclass
@@ -107,29 +144,19 @@ class Listener:
         """The connection is closed (1006 when it ended without a close frame)."""
 
 
-class WebSocket(asyncio.BufferedProtocol):
-    """One WebSocket connection (the transport's protocol and the user's handle)."""
+class WebSocket(ProtocolCore, asyncio.BufferedProtocol):
+    """One WebSocket connection (the transport's protocol and the user's handle).
+
+    The read and write paths (``get_buffer``, ``buffer_updated``, ``send_message``,
+    ``_flush``, the async API's ``send`` and ``_enqueue``, and their fields) are
+    inherited from ``ProtocolCore``.
+    """
 
     # Slots keep an idle connection small: thousands of them are the normal case.
     __slots__ = (
-        "options",
-        "loop",
-        "transport",
         "subprotocol",
         "remote_address",
         "user_data",
-        "conn",
-        "listener",
-        "deadline",
-        "last_seen",
-        "seen",
-        "ping_sent_at",
-        "_get_buffer",
-        "_parsed",
-        "_in_read",
-        "_flush_pending",
-        "_queue",
-        "_waiter",
         "_read_holds",
         "_drain_waiter",
         "_closed_waiter",
@@ -154,6 +181,7 @@ class WebSocket(asyncio.BufferedProtocol):
         self._parsed: Any = None  # the frame parser's buffer_updated, once open
         self._in_read = False
         self._flush_pending = False
+        self._flusher = _flusher_for(loop)
         self._queue: deque | None = None
         self._waiter: asyncio.Future | None = None
         self._read_holds = 0
@@ -162,29 +190,6 @@ class WebSocket(asyncio.BufferedProtocol):
         self._lost = False
 
     # -- transport callbacks ---------------------------------------------------
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._get_buffer(sizehint)
-
-    def buffer_updated(self, nbytes: int) -> None:
-        conn = self.conn
-        if conn is None:
-            self._on_handshake_data(nbytes)
-            return
-        self._in_read = True
-        try:
-            self._parsed(nbytes)
-        except ProtocolError as exc:
-            conn.fail(exc.code, exc.reason)
-        except Exception:
-            self._internal_error("on_message")
-        finally:
-            self._in_read = False
-        self.seen = True
-        if conn.out:
-            self._flush()
-        if conn.state == CLOSED:
-            self._close_transport()
 
     def _on_handshake_data(self, nbytes: int) -> None:
         """Bytes of the HTTP Upgrade exchange (server and client read it differently)."""
@@ -269,13 +274,6 @@ class WebSocket(asyncio.BufferedProtocol):
                 self._in_read = False
             self._after_read()
 
-    def _after_read(self) -> None:
-        conn = self.conn
-        if conn.out:
-            self._flush()
-        if conn.state == CLOSED:
-            self._close_transport()
-
     def _internal_error(self, where: str) -> None:
         logger.exception("fastws: error in %s; closing the connection with 1011", where)
         conn = self.conn
@@ -285,19 +283,8 @@ class WebSocket(asyncio.BufferedProtocol):
 
     # -- incoming messages ---------------------------------------------------------
 
-    def _enqueue(self, opcode: int, payload: memoryview) -> None:
-        message = str(payload, "utf-8") if opcode == OP_TEXT else bytes(payload)
-        queue = self._queue
-        if queue is None:  # made on the first message: an idle connection holds none
-            queue = self._queue = deque()
-        queue.append(message)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-        if len(queue) >= self.options.max_queue:
-            self._hold_reading(_HOLD_QUEUE)
+    def _queue_full(self) -> None:
+        self._hold_reading(_HOLD_QUEUE)
 
     async def recv(self) -> str | bytes:
         """The next message: ``str`` for text, ``bytes`` for binary.
@@ -306,12 +293,10 @@ class WebSocket(asyncio.BufferedProtocol):
         """
         if self.listener is not None:
             raise RuntimeError("recv() is not available with a Listener; use on_message")
-        while not self._queue:
-            if self.conn.state == CLOSED:
-                raise self.conn.closed_error()
-            waiter = self._waiter = self.loop.create_future()
-            await waiter
         queue = self._queue
+        while not queue:
+            await self._wait_message()
+            queue = self._queue
         message = queue.popleft()
         if self._read_holds & _HOLD_QUEUE and len(queue) <= self.options.max_queue // 4:
             self._release_reading(_HOLD_QUEUE)
@@ -321,36 +306,35 @@ class WebSocket(asyncio.BufferedProtocol):
         return self
 
     async def __anext__(self) -> str | bytes:
-        """Messages until the peer closes; an error close raises ConnectionClosedError."""
+        """Messages until the peer closes; an error close raises ConnectionClosedError.
+
+        One coroutine step per message: a queued message (the common case
+        under load) is taken at once, and waiting happens in this frame too.
+        """
         queue = self._queue
-        if not queue:
+        while not queue:
             try:
-                return await self.recv()
+                await self._wait_message()
             except ConnectionClosedOK:
                 raise StopAsyncIteration from None
-        # A message is already queued (the common case under load): take it
-        # here, without the step into recv().
+            queue = self._queue
         message = queue.popleft()
         if self._read_holds & _HOLD_QUEUE and len(queue) <= self.options.max_queue // 4:
             self._release_reading(_HOLD_QUEUE)
         return message
 
-    # -- outgoing messages -------------------------------------------------------
+    def _wait_message(self) -> asyncio.Future:
+        """The future that the next ``_enqueue`` or the close completes (nothing is queued).
 
-    def send_message(self, opcode: int, payload: Data) -> None:
-        """Queue one whole message (OP_TEXT or OP_BINARY) without waiting; sent this loop turn.
-
-        The callback API's send; it may be compressed and is one frame or,
-        with ``send()`` and an iterable, several.
+        Raises ConnectionClosed when the connection is closed: nothing more can come.
         """
         conn = self.conn
-        if isinstance(payload, str):
-            payload = payload.encode()
-        conn.send(opcode, payload)
-        if not self._in_read:
-            self._schedule_flush()
-        if len(conn.out) > self.options.max_write_buffer:
-            self._check_write_buffer()
+        if conn.state == CLOSED:
+            raise conn.closed_error()
+        waiter = self._waiter = self.loop.create_future()
+        return waiter
+
+    # -- outgoing messages -------------------------------------------------------
 
     def send_nowait(self, message: Data) -> None:
         """Queue ``message`` (str: text, bytes-like: binary) without waiting."""
@@ -365,26 +349,6 @@ class WebSocket(asyncio.BufferedProtocol):
             "WebSocket.send_frame() is now send_message()", DeprecationWarning, stacklevel=2
         )
         self.send_message(opcode, payload)
-
-    async def send(self, message: Data | Iterable[Data]) -> None:
-        """Send a message; waits for the transport to drain only with slow_consumer="wait".
-
-        A ``str`` goes as text, a bytes-like as binary; an iterable of them is
-        sent as one fragmented message of the type of its first item.
-        """
-        conn = self.conn
-        if isinstance(message, str):
-            conn.send(OP_TEXT, message.encode())
-        elif isinstance(message, bytes | bytearray | memoryview):
-            conn.send(OP_BINARY, message)
-        else:
-            self._send_fragments(message)
-        if not self._in_read:
-            self._schedule_flush()
-        if len(conn.out) > self.options.max_write_buffer:
-            self._check_write_buffer()
-        if self.options.slow_consumer == "wait":
-            await self._drain()
 
     def _send_fragments(self, fragments: Iterable[Data]) -> None:
         conn = self.conn
@@ -407,17 +371,27 @@ class WebSocket(asyncio.BufferedProtocol):
         conn.send_frame(opcode, previous, fin=True)
 
     def send_prebuilt(self, frame: bytes) -> bool:
-        """Queue a frame built once for many connections (see broadcast).
+        """Send a frame built once for many connections (see broadcast): written at once
+        when it is the first of this loop turn and nothing is queued before it, else
+        queued for the turn's one flush.
 
-        Returns False, queuing nothing, when the connection is closing or closed.
+        Returns False, sending nothing, when the connection is closing or closed.
         """
         conn = self.conn
-        if conn is None or conn.close_sent or conn.state == CLOSED:
+        if conn is None or conn.close_sent or conn.state == CLOSED or self.transport.is_closing():
             return False
-        conn.out += frame
-        if not self._in_read:
-            self._schedule_flush()
-        if len(conn.out) > self.options.max_write_buffer:
+        out = conn.out
+        if out or self._in_read or self._flush_pending:
+            out += frame  # grows conn.out in place: one attribute read per connection, not three
+            if not self._in_read:
+                self._schedule_flush()
+            if len(out) > self.options.max_write_buffer:
+                self._check_write_buffer()
+            return True
+        transport = self.transport
+        transport.write(frame)  # the first of this turn goes at once
+        self._schedule_flush()  # the rest of this turn's wait for one write
+        if transport.get_write_buffer_size() > self.options.max_write_buffer:
             self._check_write_buffer()
         return True
 
@@ -445,34 +419,6 @@ class WebSocket(asyncio.BufferedProtocol):
         ):
             self._drain_waiter = self.loop.create_future()
             await self._drain_waiter
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_pending:
-            self._flush_pending = True
-            self.loop.call_soon(self._flush_soon)
-
-    def _flush_soon(self) -> None:
-        self._flush_pending = False
-        conn = self.conn
-        if conn.out:
-            self._flush()
-        if conn.state == CLOSED:
-            self._close_transport()
-
-    def _flush(self) -> None:
-        transport = self.transport
-        conn = self.conn
-        if transport is None or transport.is_closing():
-            conn.out = bytearray()
-            return
-        out = conn.out
-        transport.write(out)
-        try:
-            del out[:]  # reuse it: the transport copied it or is done with it
-        except BufferError:
-            conn.out = bytearray()  # the transport still holds a view of it
-        if transport.get_write_buffer_size() > self.options.max_write_buffer:
-            self._check_write_buffer()
 
     # -- pings and closing ---------------------------------------------------------
 
@@ -606,7 +552,8 @@ def broadcast(connections: Iterable[WebSocket], message: Data) -> int:
         frame = prebuild(OP_BINARY, message)
     count = 0
     for ws in connections:
-        if ws.conn is not None and not ws.conn.client:
+        conn = ws.conn
+        if conn is not None and not conn.client:
             count += ws.send_prebuilt(frame)
     return count
 

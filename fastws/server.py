@@ -24,6 +24,7 @@ large).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import inspect
 import logging
@@ -46,7 +47,7 @@ from fastws.handshake import (
     response_101,
     server_handshake,
 )
-from fastws.protocol import Listener, Options, WebSocket, broadcast
+from fastws.protocol import Listener, Options, WebSocket, broadcast, timers_due
 
 logger = logging.getLogger("fastws")
 
@@ -59,6 +60,11 @@ _SCRATCH_VIEW = memoryview(_SCRATCH)
 
 def _scratch_buffer(sizehint: int) -> memoryview:
     return _SCRATCH_VIEW
+
+
+# The handler's done callback reads no context variable: one empty context serves
+# every connection instead of a copy of the current one each.
+_CALLBACK_CONTEXT = contextvars.Context()
 
 
 @dataclass
@@ -88,13 +94,14 @@ RenderRefusal = Callable[[Request, int, str], "Response | None"]
 class ServerConnection(WebSocket):
     """A connection accepted by a ``Server``."""
 
-    __slots__ = ("server", "request", "_reader", "handler_task")
+    __slots__ = ("server", "_request", "_head", "_reader", "handler_task")
 
     def __init__(self, server: Server) -> None:
         super().__init__(server.options, server.loop)
         self.server = server
         self.listener = None
-        self.request: Request | None = None
+        self._request: Request | None = None
+        self._head = b""  # the upgrade request's bytes, kept instead of the parsed request
         self._reader: RequestReader | None = RequestReader(max_size=server.options.max_header_size)
         self._get_buffer = _scratch_buffer
         self.handler_task: asyncio.Task | None = None
@@ -108,10 +115,27 @@ class ServerConnection(WebSocket):
         if server.max_connections is not None and len(server.connections) > server.max_connections:
             server.count_failure(503)
             self._reply(http_response(503, "too many connections\n"))
+        server.check_accept_limit()
+
+    @property
+    def request(self) -> Request | None:
+        """The HTTP request of the upgrade (None before it is read).
+
+        Once the connection is a WebSocket only the request's bytes are kept,
+        a fraction of the parsed headers' size; the first read after that
+        parses them again.
+        """
+        request = self._request
+        if request is None and self._head:
+            reader = RequestReader(max_size=len(self._head))
+            request = self._request = reader.feed(self._head)
+        return request
 
     def _connection_gone(self) -> None:
-        self.server.connections.discard(self)
+        server = self.server
+        server.connections.discard(self)
         self._reader = None
+        server.check_accept_limit()
 
     # -- the HTTP Upgrade ----------------------------------------------------------
 
@@ -134,7 +158,7 @@ class ServerConnection(WebSocket):
         except HandshakeError as exc:
             self._reply(self._refusal(request, exc))
             return
-        self.request = request
+        self._request = request
         self.transport.pause_reading()  # nothing more is read until the decision
         hook = self.server.process_request
         if hook is None:
@@ -252,30 +276,35 @@ class ServerConnection(WebSocket):
         conn = Connection(
             client=False, max_message_size=self.options.max_message_size, deflate=deflate
         )
-        leftover = self._reader.leftover
+        reader = self._reader
+        leftover = reader.leftover
+        self._head = reader.head
         self._reader = None
+        self._request = None
         self.transport.write(response_101(request, accepted, headers))
-        request.headers.compact()
         self.transport.resume_reading()
         if server.listener_factory is not None:
             self.listener = server.listener_factory()
         self._open(conn, leftover)
         if server.handler is not None and conn.state == OPEN:
-            self.handler_task = self.loop.create_task(self._run_handler())
+            # The task runs the handler's own coroutine and its end is handled by a
+            # done callback: no wrapper coroutine lives as long as the connection.
+            task = self.handler_task = self.loop.create_task(server.handler(self))
+            task.add_done_callback(self._handler_done, context=_CALLBACK_CONTEXT)
 
-    async def _run_handler(self) -> None:
-        try:
-            await self.server.handler(self)
-        except ConnectionClosed:
-            pass
-        except Exception:
-            logger.exception("fastws: error in the connection handler; closing with 1011")
+    def _handler_done(self, task: asyncio.Task) -> None:
+        """The handler returned or raised: close normally, or with 1011 after an error."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, ConnectionClosed):
+            logger.error("fastws: error in the connection handler; closing with 1011", exc_info=exc)
             conn = self.conn
             if conn.state != CLOSED:
                 conn.fail(closecodes.INTERNAL_ERROR, "internal error")
                 self._flush_soon()
             return
-        await self.close()
+        self.close_nowait()
 
 
 class Server:
@@ -291,6 +320,7 @@ class Server:
         origins: Collection[str] | None = None,
         process_request: ProcessRequest | None = None,
         max_connections: int | None = None,
+        accept_limit: int | None = None,
         max_body_size: int = 65536,
         render_refusal: RenderRefusal | None = None,
     ) -> None:
@@ -303,11 +333,20 @@ class Server:
         self.origins = set(origins) if origins is not None else None
         self.process_request = process_request
         self.max_connections = max_connections
+        self.accept_limit = accept_limit
+        """Open connections at which the listening sockets stop being read (see
+        ``check_accept_limit``); ``None``: always read."""
         self.deflate = deflate_config(options.compression)
         self.loop = asyncio.get_running_loop()
         self.connections: set[ServerConnection] = set()
         self._tasks: set[asyncio.Task] = set()
-        self._server: asyncio.base_events.Server | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self._listening: list[socket.socket] = []  # duplicates kept to resume accepting
+        self._create_options: dict[str, Any] = {}
+        self._accepting = False  # the listening sockets are being read
+        self._resuming: asyncio.Task | None = None
+        self._stopped = False  # stop_accepting or close: never accept again
+        self._closed: asyncio.Future = self.loop.create_future()
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
         self.handshake_failures: dict[int, int] = {}
@@ -317,14 +356,71 @@ class Server:
         self.handshake_failures[status] = self.handshake_failures.get(status, 0) + 1
 
     async def start(self, host: str | None, port: int | None, **kwargs: Any) -> None:
-        self._server = await self.loop.create_server(
+        server = await self.loop.create_server(
             lambda: ServerConnection(self), host, port, **kwargs
         )
+        self._servers = [server]
+        self._accepting = True
+        if self.accept_limit is not None:
+            self._listening = [sock.dup() for sock in server.sockets]
+            self._create_options = {
+                k: v for k, v in kwargs.items() if k in ("ssl", "backlog", "ssl_handshake_timeout")
+            }
         self._schedule_timer()
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
-        return tuple(self._server.sockets) if self._server is not None else ()
+        if self._listening:
+            return tuple(self._listening)
+        return tuple(sock for server in self._servers for sock in server.sockets)
+
+    def check_accept_limit(self) -> None:
+        """Stop reading the listening sockets at ``accept_limit`` open connections and
+        read them again once 2% fewer (at least one fewer) are open.
+
+        Why: a process near its open-file limit would fail its accepts; a listening
+        socket shared with other processes (the hub's workers) leaves the waiting
+        connections to those still reading it. Pausing closes this process's own
+        duplicate of each listening socket; resuming listens on a fresh duplicate.
+        """
+        limit = self.accept_limit
+        if limit is None or self._stopped:
+            return
+        count = len(self.connections)
+        if self._accepting and count >= limit:
+            self._accepting = False
+            for server in self._servers:
+                server.close()
+            self._servers = []
+            logger.info("fastws: %d connections open, the limit: no longer accepting", count)
+        elif (
+            not self._accepting
+            and self._resuming is None
+            and count <= limit - max(1, limit // 50)
+        ):
+            self._resuming = self.loop.create_task(self._resume_accepting())
+
+    async def _resume_accepting(self) -> None:
+        try:
+            servers = [
+                await self.loop.create_server(
+                    lambda: ServerConnection(self), sock=sock.dup(), **self._create_options
+                )
+                for sock in self._listening
+            ]
+        except OSError as exc:
+            logger.error("fastws: cannot accept again: %s", exc)
+            return
+        finally:
+            self._resuming = None
+        if self._stopped:
+            for server in servers:
+                server.close()
+            return
+        self._servers = servers
+        self._accepting = True
+        logger.info("fastws: %d connections open: accepting again", len(self.connections))
+        self.check_accept_limit()
 
     @property
     def port(self) -> int:
@@ -335,8 +431,12 @@ class Server:
         self._timer = self.loop.call_later(self.options.tick(), self._on_timer)
 
     def _on_timer(self) -> None:
+        """Every tick: the timers of the connections that need a look (``timers_due``
+        skips the quiet ones in C; an idle connection then costs no call per tick)."""
         now = self.loop.time()
-        for ws in list(self.connections):
+        options = self.options
+        interval, timeout = options.ping_interval or 0.0, options.ping_timeout or 0.0
+        for ws in timers_due(self.connections, now, interval, timeout):
             if ws.conn is None and ws.deadline and now >= ws.deadline:
                 self.count_failure(408)
             try:
@@ -356,8 +456,10 @@ class Server:
         A socket shared with other processes stays open in them: connections
         waiting in its queue are accepted there instead.
         """
-        if self._server is not None and self._server.is_serving():
-            self._server.close()
+        self._stopped = True
+        self._accepting = False
+        for server in self._servers:
+            server.close()
 
     async def close(
         self,
@@ -366,10 +468,14 @@ class Server:
         timeout: float | None = None,
     ) -> None:
         """Stop accepting, close every connection with ``code``, wait up to ``timeout``."""
-        if self._server is None:
+        if not (self._servers or self._listening):
             return
         self._closing = True
-        self._server.close()
+        self.stop_accepting()
+        if self._resuming is not None:
+            self._resuming.cancel()
+        for sock in self._listening:
+            sock.close()
         for ws in list(self.connections):
             if ws.conn is None:
                 if ws.transport is not None:
@@ -391,13 +497,17 @@ class Server:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        await self._server.wait_closed()
+        for server in self._servers:
+            await server.wait_closed()
+        if not self._closed.done():
+            self._closed.set_result(None)
         if self._timer is not None:
             self._timer.cancel()
         await asyncio.sleep(0)  # let handler tasks that just ended finish their step
 
     async def serve_forever(self) -> None:
-        await self._server.serve_forever()
+        """Wait until the server is closed."""
+        await asyncio.shield(self._closed)
 
     async def __aenter__(self) -> Server:
         return self
@@ -423,6 +533,7 @@ class serve:
         origins: Collection[str] | None = None,
         process_request: ProcessRequest | None = None,
         max_connections: int | None = None,
+        accept_limit: int | None = None,
         max_body_size: int = 65536,
         render_refusal: RenderRefusal | None = None,
         ssl: ssl_module.SSLContext | None = None,
@@ -437,6 +548,7 @@ class serve:
             origins=origins,
             process_request=process_request,
             max_connections=max_connections,
+            accept_limit=accept_limit,
             max_body_size=max_body_size,
             render_refusal=render_refusal,
         )

@@ -19,8 +19,8 @@ if [ -x scripts/install-test-deps.sh ] || [ -f scripts/install-test-deps.sh ]; t
     bash scripts/install-test-deps.sh
 fi
 $PYTHON -m pip install -q -e '.[dev]'
-$PYTHON -c "import fastws._codec" || { echo "the Cython codec did not build" >&2; exit 1; }
-$PYTHON -m ruff check fastws tests bench
+$PYTHON -c "import fastws._codec, fastws._connection, fastws._protocol" || { echo "the Cython modules did not build" >&2; exit 1; }
+$PYTHON -m ruff check fastws tests bench examples
 # The browser/Node client: dependencies from its lock file and its build (the hub serves it).
 (cd clients/js && npm ci --no-audit --no-fund && npm run build)
 if [ "$#" -gt 0 ]; then

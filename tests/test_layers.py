@@ -4,7 +4,9 @@ back through others.
 ``LAYERS`` lists the layers from the bottom up; a module may import its own layer and the
 layers listed before it, never one after. The hub's Python client SDK stands aside: it may
 import only the engine's client side and the hub's wire protocol, and nothing in fastws imports
-it. Every fastws module must belong to a layer, so a new module takes a place in the table.
+it. The hub's testing kit stands aside too, above both: it may import the hub up to its server
+and the client SDK, and nothing in fastws imports it. Every fastws module must belong to a
+layer, so a new module takes a place in the table.
 
 Runtime imports are checked: module level and inside functions. Imports under
 ``if TYPE_CHECKING:`` are exempt, since they never run; they let a lower layer name a higher
@@ -34,8 +36,9 @@ class Layer:
 ENGINE = (
     Layer("codec", ("fastws._codec", "fastws._codec_py", "fastws.codec", "fastws.buffers",
                     "fastws.closecodes", "fastws.faults", "fastws.errors")),
-    Layer("connection", ("fastws.connection", "fastws.handshake", "fastws.deflate")),
-    Layer("glue", ("fastws.protocol",)),
+    Layer("connection", ("fastws._connection", "fastws._connection_py", "fastws.connection",
+                         "fastws.handshake", "fastws.deflate")),
+    Layer("glue", ("fastws._protocol", "fastws._protocol_py", "fastws.protocol")),
     Layer("server and client", ("fastws.server", "fastws.client", "fastws")),
 )
 ENGINE_CLIENT_SIDE = (*ENGINE[:3], Layer("engine client", ("fastws.client",)))
@@ -43,7 +46,7 @@ ENGINE_CLIENT_SIDE = (*ENGINE[:3], Layer("engine client", ("fastws.client",)))
 HUB = (
     Layer("hub base", ("fastws.hub", "fastws.hub.protocol.*", "fastws.hub.namespaces", "fastws.hub.config",
                        "fastws.hub.channels", "fastws.hub.logs", "fastws.hub.tls",
-                       "fastws.hub.ipc", "fastws.hub.limiter")),
+                       "fastws.hub.ipc", "fastws.hub.limiter", "fastws.hub.httpheaders")),
     Layer("broker", ("fastws.hub.broker.*",)),
     Layer("hooks", ("fastws.hub.hooks.*",)),
     Layer("auth and metrics", ("fastws.hub.auth", "fastws.hub.tokens", "fastws.hub.permissions",
@@ -60,6 +63,10 @@ LAYERS = (*ENGINE, *HUB, Layer("command line", ("fastws.cli", "fastws.__main__",
 CLIENT_SDK = Layer("hub client SDK", ("fastws.hub.client.*",))
 CLIENT_SDK_MAY_IMPORT = (*ENGINE_CLIENT_SIDE, Layer("hub wire protocol", ("fastws.hub.protocol.*",)))
 
+TESTING_KIT = Layer("hub testing kit", ("fastws.hub.testing",))
+TESTING_KIT_MAY_IMPORT = (*LAYERS[: LAYERS.index(HUB[-2]) + 1], CLIENT_SDK)  # up to the hub server
+ASIDE = {CLIENT_SDK: CLIENT_SDK_MAY_IMPORT, TESTING_KIT: TESTING_KIT_MAY_IMPORT}
+
 
 def matches(entry: str, module: str) -> bool:
     package = entry.removesuffix(".*")
@@ -72,7 +79,7 @@ def covers(layer: Layer, module: str) -> bool:
 
 def layer_of(module: str) -> Layer | None:
     """The layer whose most specific entry covers ``module``."""
-    entries = [(entry, layer) for layer in (*LAYERS, CLIENT_SDK) for entry in layer.modules]
+    entries = [(entry, layer) for layer in (*LAYERS, *ASIDE) for entry in layer.modules]
     found = [(len(entry), layer) for entry, layer in entries if matches(entry, module)]
     return max(found, key=lambda pair: pair[0])[1] if found else None
 
@@ -161,8 +168,8 @@ def upward_imports() -> list[tuple[str, str, str]]:
         layer = layer_of(module)
         if layer is None:
             continue  # test_every_module_has_a_layer names it
-        if layer is CLIENT_SDK:
-            allowed = [CLIENT_SDK, *CLIENT_SDK_MAY_IMPORT]
+        if layer in ASIDE:
+            allowed = [layer, *ASIDE[layer]]
             for target in sorted(imported):
                 if not any(covers(other, target) for other in allowed):
                     broken.append((module, target, f"{layer.name} may not import it"))
@@ -170,8 +177,8 @@ def upward_imports() -> list[tuple[str, str, str]]:
         rank = LAYERS.index(layer)
         for target in sorted(imported):
             target_layer = layer_of(target)
-            if target_layer is CLIENT_SDK:
-                broken.append((module, target, "nothing in fastws imports the client SDK"))
+            if target_layer in ASIDE:
+                broken.append((module, target, f"nothing in fastws imports the {target_layer.name}"))
             elif target_layer is not None and LAYERS.index(target_layer) > rank:
                 broken.append((module, target, f"{layer.name} is below {target_layer.name}"))
     return broken
@@ -216,9 +223,11 @@ def test_no_import_cycles() -> None:
 def test_the_checker_sees_what_it_checks() -> None:
     """The rule is only as good as the import reading: spot-check it on known imports."""
     graph = import_graph()
-    assert "fastws.closecodes" in graph["fastws.connection"]  # from fastws import closecodes
+    assert "fastws.closecodes" in graph["fastws._connection_py"]  # from fastws import closecodes
     assert "fastws.errors" in graph["fastws._codec"]  # the Cython module, read as text
     assert "fastws.hub.protocol.wire" in graph["fastws.hub.session"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert layer_of("fastws.hub.broker.redis.scripts").name == "broker"
     assert layer_of("fastws").name == "server and client"
+    assert layer_of("fastws.hub.testing") is TESTING_KIT
+    assert TESTING_KIT_MAY_IMPORT[-2].name == "hub server"

@@ -1,7 +1,7 @@
 """fastws: the callback API (one Listener per connection) or the ``async for`` API.
 
-``FASTWS_PURE=1`` in the environment selects the pure-Python codec; the harness sets it for the
-``fastws-pure`` entry.
+``FASTWS_PURE=1`` in the environment selects the pure-Python codec and connection; the
+harness sets it for the ``fastws-pure`` entry.
 """
 
 import argparse

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
+import resource
 import signal
 import socket
 import urllib.parse
@@ -45,6 +46,9 @@ from fastws.server import Accept, Response, Server, ServerConnection, serve
 
 logger = logging.getLogger("fastws.hub")
 
+FILE_HEADROOM = 64
+"""Descriptors a process keeps beyond its client connections (broker links, logs,
+API calls), plus 2% of its open-file limit."""
 STATIC_DIR = Path(__file__).parent / "static"
 INTERNAL_PATHS = ("/metrics", "/ready", "/api/")
 """What only the internal port serves when there is one (prefixes)."""
@@ -111,24 +115,41 @@ def upgrade_token(request: Request) -> str | None:
     return None
 
 
+def accept_limit_from_files() -> int | None:
+    """Connections this process can hold: its open-file limit less headroom
+    (``None`` when the limit is unlimited)."""
+    files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if files == resource.RLIM_INFINITY:
+        return None
+    return max(1, files - FILE_HEADROOM - files // 50)
+
+
 class Hub:
-    """The hub on one port: start it with ``async with Hub(config)`` or ``await hub.start()``."""
+    """The hub on one port: start it with ``async with Hub(config)`` or ``await hub.start()``.
+
+    ``hooks`` (a module, or any object with async ``on_*`` attributes) takes the place of
+    the module that ``config.hooks`` names, for code that builds its hub in Python.
+    """
 
     def __init__(
         self,
         config: HubConfig,
         broker: Broker | None = None,
         *,
+        hooks: object | None = None,
         sock: socket.socket | None = None,
         internal_sock: socket.socket | None = None,
     ) -> None:
         self.config = config
         self.auth = Authenticator(config)
-        hooks = load_hooks(config)
-        if not (config.has_token_key or config.insecure or (hooks and hooks.has("connect"))):
-            raise ConfigError(f"no token key, and the hooks {config.hooks!r} define no on_connect")
+        loaded = load_hooks(config, hooks)
+        if not (config.has_token_key or config.insecure or (loaded and loaded.has("connect"))):
+            named = loaded.module.name if loaded and loaded.module else config.hooks
+            raise ConfigError(f"no token key, and the hooks {named!r} define no on_connect")
         broker = broker if broker is not None else create_broker(config)
-        self.node = Node(config, broker, self.auth, hooks)
+        if loaded and broker is not None and not broker.counts_occupancy:
+            loaded.refuse_occupancy(type(broker).__name__)
+        self.node = Node(config, broker, self.auth, loaded)
         self.server_api = ServerApi(self.node)
         """The server API as Python calls (``fastws.hub.commands.server_api``)."""
         self.api = HttpApi(self.node, self.server_api)
@@ -158,6 +179,8 @@ class Hub:
         await self.node.start()
         self.lag.start()
         try:
+            if self.node.hooks is not None:
+                await self.node.hooks.start(self.server_api)
             self.server = await self._serve(
                 self.process_request, config.host, config.port, self.sock, ssl_context
             )
@@ -196,6 +219,7 @@ class Hub:
             process_request=process_request,
             render_refusal=self.render_refusal,
             max_connections=config.max_connections or None,
+            accept_limit=config.accept_limit or accept_limit_from_files(),
             compression=False,
             # The hub answers oversized commands and bodies itself (413); the server's
             # limits only stop what is far beyond.
@@ -217,6 +241,8 @@ class Hub:
                 disconnect.code, disconnect.reason, timeout=self.config.shutdown_timeout
             )
         self.lag.stop()
+        if self.node.hooks is not None:
+            await self.node.hooks.stop()
         await self.node.close()
 
     async def __aenter__(self) -> Hub:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from fastws.errors import WebSocketError
+from fastws.hub.httpheaders import name_error, value_error
 from fastws.hub.namespaces import KINDS as NAMESPACE_KINDS
 from fastws.hub.namespaces import OPTIONS as NAMESPACE_OPTIONS
 from fastws.hub.namespaces import Namespace, Namespaces, namespace_error
@@ -40,8 +41,21 @@ from fastws.hub.namespaces import Namespace, Namespaces, namespace_error
 ENV_PREFIX = "FASTWS_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("plain", "json")
-BROKER_SCHEMES = ("memory", "redis")
+BROKER_SCHEMES = (
+    "memory",
+    "redis",
+    "rediss",
+    "redis+cluster",
+    "rediss+cluster",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "nats",
+)
+# Schemes whose one URL lists several hosts (the seeds of a cluster, the sentinels).
+MULTI_HOST_SCHEMES = {"redis+cluster": 6379, "rediss+cluster": 6379}
+MULTI_HOST_SCHEMES |= {"redis+sentinel": 26379, "rediss+sentinel": 26379}
 HOOK_EVENTS = ("connect", "subscribe", "publish", "rpc", "refresh", "notify")
+NOTIFY_EVENTS = ("disconnect", "channel_occupied", "channel_vacated")  # proxy_notify_endpoint's
 
 
 class ConfigError(WebSocketError):
@@ -83,11 +97,35 @@ class HubConfig:
         "memory://",
         "str",
         "broker URL; memory:// keeps everything in this process, redis://HOST:PORT/DB joins "
-        "nodes through Redis (several servers, comma-separated, shard the channels)",
+        "nodes through Redis (several servers, comma-separated, shard the channels); "
+        "redis+cluster://HOST:PORT,HOST:PORT uses a Redis Cluster, "
+        "redis+sentinel://HOST:PORT,HOST:PORT/MASTER the master that Sentinel names; "
+        "rediss... for TLS; nats://HOST:PORT[,HOST:PORT] through NATS JetStream (the servers "
+        "of one cluster)",
         metavar="URL",
+    )
+    broker_tls_ca: str | None = _option(
+        None, "opt_str", "PEM CA certificates that sign the Redis servers' certificates "
+        "(rediss...; default: the system's)", metavar="FILE"
+    )
+    broker_tls_cert: str | None = _option(
+        None, "opt_str", "PEM client certificate for Redis servers that ask for one (rediss...)",
+        metavar="FILE",
+    )
+    broker_tls_key: str | None = _option(
+        None, "opt_str", "PEM private key of broker_tls_cert (when not in that file)",
+        metavar="FILE",
+    )
+    broker_tls_check_hostname: bool = _option(
+        True, "bool", "check that a Redis server's certificate names the host it was reached "
+        "at (rediss...)", metavar="BOOL"
     )
     broker_timeout: float = _option(
         2.0, "float", "seconds a Redis command or connection attempt may take"
+    )
+    broker_queue_timeout: float = _option(
+        10.0, "float", "seconds a Redis call may wait for a free connection under load; "
+        "past it the call fails with 503 (overloaded), which never opens the circuit"
     )
     broker_failure_threshold: int = _option(
         3, "int", "Redis failures in a row that open the circuit (calls then fail at once, 503)"
@@ -99,7 +137,15 @@ class HubConfig:
         30.0, "float", "longest wait between probes (the wait doubles after each failed probe)"
     )
     presence_ttl: float = _option(
-        60.0, "float", "seconds a presence entry outlives its node's last refresh (Redis broker)"
+        60.0,
+        "float",
+        "seconds a presence entry outlives its node's last refresh (Redis and NATS brokers)",
+    )
+    node_ttl: float = _option(
+        6.0,
+        "float",
+        "seconds a node that stopped without a goodbye (killed, cut off from Redis) still "
+        "counts: in the cluster's info, and as a subscriber of its channels (Redis broker)",
     )
     local_delivery_on_outage: bool = _option(
         False, "bool", "while Redis is down, deliver publications to this node's subscribers "
@@ -196,6 +242,12 @@ class HubConfig:
         metavar="ORIGINS",
     )
     max_connections: int = _option(0, "int", "open connections at most (0: no limit)")
+    accept_limit: int = _option(
+        0,
+        "int",
+        "open connections at which a process stops accepting, leaving new ones to the "
+        "other workers, until a few have gone (0: its open-file limit less headroom)",
+    )
     max_subscriptions: int = _option(128, "int", "channels one connection may subscribe to")
     max_message_size: int = _option(65536, "int", "largest command or publication, in bytes")
     max_body_size: int = _option(65536, "int", "largest HTTP API request body, in bytes")
@@ -252,12 +304,35 @@ class HubConfig:
         "URL the notifications (disconnect, channel_occupied, channel_vacated) are POSTed to",
         metavar="URL",
     )
+    proxy_notify_events: list[str] = _option(
+        None,
+        "str_list",
+        "comma-separated notifications POSTed to proxy_notify_endpoint (with NATS: disconnect)",
+        factory=lambda: list(NOTIFY_EVENTS),
+        metavar="EVENTS",
+    )
     hook_headers: list[str] = _option(
         None,
         "str_list",
-        "headers of a connection's upgrade request that hooks see (and the proxy forwards)",
+        "headers of a connection's upgrade request that hooks see (the proxy sends them in the "
+        "body and as HTTP headers)",
         factory=lambda: ["Cookie", "Authorization", "User-Agent", "Origin", "X-Forwarded-For"],
         metavar="HEADERS",
+    )
+    proxy_static_headers: dict[str, str] = _option(
+        None,
+        "headers",
+        "headers sent on every request to the proxy endpoints, e.g. to authenticate the hub; "
+        "repeat the flag, one NAME=VALUE each (env: one NAME=VALUE a line; TOML: a table); "
+        "prefer proxy_static_headers_file or the env for secrets",
+        factory=dict,
+        metavar="NAME=VALUE",
+    )
+    proxy_static_headers_file: str | None = _option(
+        None,
+        "opt_str",
+        "file of NAME=VALUE lines added to proxy_static_headers (read once, at load)",
+        metavar="FILE",
     )
     connect_hook_timeout: float = _option(3.0, "float", "seconds the connect hook may take")
     subscribe_hook_timeout: float = _option(3.0, "float", "seconds the subscribe hook may take")
@@ -380,7 +455,11 @@ class HubConfig:
             raise ConfigError(
                 f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}"
             )
-        broker_urls(self.broker)
+        if broker_urls(self.broker)[0].scheme == "nats" and self.local_delivery_on_outage:
+            raise ConfigError(
+                "local_delivery_on_outage: not offered by the NATS broker (docs/deployment.md)"
+            )
+        self._validate_broker_tls()
         if self.internal_port is not None and not 0 <= self.internal_port <= 65535:
             raise ConfigError(f"internal_port: {self.internal_port} is not between 0 and 65535")
         if self.internal_port is not None and self.internal_port == self.port != 0:
@@ -392,6 +471,8 @@ class HubConfig:
                 raise ConfigError(f"{name}: must not be negative")
         if self.max_connections < 0:
             raise ConfigError("max_connections: must not be negative (0 means no limit)")
+        if self.accept_limit < 0:
+            raise ConfigError("accept_limit: must not be negative (0 means derived)")
         for name in (
             "max_subscriptions",
             "max_message_size",
@@ -404,9 +485,11 @@ class HubConfig:
             "ping_timeout",
             "history_meta_ttl",
             "broker_timeout",
+            "broker_queue_timeout",
             "broker_failure_threshold",
             "broker_cooldown",
             "presence_ttl",
+            "node_ttl",
             *(f"{event}_hook_timeout" for event in HOOK_EVENTS),
         ):
             if getattr(self, name) <= 0:
@@ -418,6 +501,8 @@ class HubConfig:
             parts = urllib.parse.urlsplit(url) if url is not None else None
             if parts is not None and (parts.scheme not in ("http", "https") or not parts.hostname):
                 raise ConfigError(f"proxy_{event}_endpoint: {url!r} is not an http(s):// URL")
+        self._check_proxy_notify_events()
+        self._check_proxy_headers()
         if self.max_send_buffer < self.max_message_size:
             raise ConfigError("max_send_buffer: must be at least max_message_size")
         error = namespace_error(self.default_namespace)
@@ -437,6 +522,66 @@ class HubConfig:
                 raise ConfigError(f"{where}.{error}")
         self._check_secrets()
         return self
+
+    def _check_proxy_notify_events(self) -> None:
+        unknown = [event for event in self.proxy_notify_events if event not in NOTIFY_EVENTS]
+        if unknown:
+            raise ConfigError(
+                f"proxy_notify_events: {unknown[0]!r} is not a notification; "
+                f"the notifications are {', '.join(NOTIFY_EVENTS)}"
+            )
+        if self.proxy_notify_endpoint is not None and not self.proxy_notify_events:
+            raise ConfigError(
+                "proxy_notify_events: empty, so proxy_notify_endpoint would get nothing; "
+                "list the notifications it wants or remove the endpoint"
+            )
+
+    def _check_proxy_headers(self) -> None:
+        """Merge the headers of proxy_static_headers_file in, then check every name and
+        value; values are never repeated in errors (they are often secrets)."""
+        headers = dict(self.proxy_static_headers)
+        path = self.proxy_static_headers_file
+        if path is not None:
+            text = read_secret_file("proxy_static_headers_file", path)
+            from_file = parse_headers(text, f"proxy_static_headers_file {path!r}")
+            given = {name.lower(): name for name in headers}
+            for name, value in from_file.items():
+                if name.lower() in given and headers[given[name.lower()]] != value:
+                    raise ConfigError(
+                        f"proxy_static_headers: {name!r} is given both inline and in "
+                        "proxy_static_headers_file; keep one"
+                    )
+                headers.setdefault(given.get(name.lower(), name), value)
+            # Read once, where the configuration is loaded: workers get the merged headers.
+            self.proxy_static_headers, self.proxy_static_headers_file = headers, None
+        seen: set[str] = set()
+        for name, value in headers.items():
+            error = name_error(name)
+            if error is None and name.lower() in seen:
+                error = f"{name!r} is given twice (names are case-insensitive)"
+            if error is None:
+                why = value_error(value)
+                error = None if why is None else f"the value of {name!r} {why}"
+            if error is not None:
+                raise ConfigError(f"proxy_static_headers: {error}")
+            seen.add(name.lower())
+        if headers and not any(
+            getattr(self, f"proxy_{event}_endpoint") for event in HOOK_EVENTS
+        ):
+            raise ConfigError("proxy_static_headers: no proxy_*_endpoint is configured")
+
+    def _validate_broker_tls(self) -> None:
+        names = ("broker_tls_ca", "broker_tls_cert", "broker_tls_key")
+        for name in names:
+            path = getattr(self, name)
+            if path is not None and not os.path.isfile(path):
+                raise ConfigError(f"{name}: no such file {path!r}")
+        if self.broker_tls_key is not None and self.broker_tls_cert is None:
+            raise ConfigError("broker_tls_key: needs broker_tls_cert")
+        uses_tls = any(url.scheme.startswith("rediss") for url in broker_urls(self.broker))
+        for name in names:
+            if getattr(self, name) is not None and not uses_tls:
+                raise ConfigError(f"{name}: needs a rediss... broker URL (TLS)")
 
     def _check_secrets(self) -> None:
         """Read the key files, refuse empty secrets, and fail closed without a token key."""
@@ -462,7 +607,7 @@ class HubConfig:
 OPTIONS = {f.name: f for f in fields(HubConfig)}
 SECRET_FILES = ("jwt_secret", "api_key")
 """Options that may come from a file: ``NAME_file`` holds ``NAME``."""
-SECRET_OPTIONS = {name for name, f in OPTIONS.items() if f.metadata["kind"] == "secret"}
+SECRET_OPTIONS = {name for name, f in OPTIONS.items() if f.metadata["kind"] in ("secret", "headers")}
 
 
 def read_secret_file(name: str, path: str) -> str:
@@ -493,10 +638,18 @@ def redact_url(url: str) -> str:
 
 
 def broker_urls(broker: str) -> list[urllib.parse.SplitResult]:
-    """The checked URLs of ``broker``: ``memory://``, or one or more comma-separated
-    ``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`` (one per shard)."""
+    """The checked URLs of ``broker``: ``memory://``; one or more comma-separated
+    ``redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB]`` (one per shard); or one
+    ``redis[s]+cluster://[[USER]:PASSWORD@]HOST:PORT,HOST:PORT`` (seeds of a cluster) or
+    ``redis[s]+sentinel://[[USER]:PASSWORD@]HOST:PORT,HOST:PORT/MASTER`` (the sentinels); or
+    ``nats://[[USER]:PASSWORD@]HOST[:PORT]`` with more ``HOST:PORT`` of the same cluster."""
     supported = ", ".join(f"{s}://" for s in BROKER_SCHEMES)
+    head = broker.strip().partition("://")[0]
+    if head in MULTI_HOST_SCHEMES:
+        return [_multi_host_url(broker.strip())]
     parts = [part.strip() for part in broker.split(",")]
+    if parts[0].startswith("nats://"):  # the servers after the first may omit the scheme
+        parts = [part if "://" in part else f"nats://{part}" for part in parts]
     urls = []
     for part in parts:
         scheme = part.partition("://")[0]
@@ -504,6 +657,8 @@ def broker_urls(broker: str) -> list[urllib.parse.SplitResult]:
             raise ConfigError(
                 f"broker: {redact_url(part)!r} is not supported; supported schemes: {supported}"
             )
+        if scheme in MULTI_HOST_SCHEMES:
+            raise ConfigError(f"broker: {scheme}:// cannot be combined with other brokers")
         url = urllib.parse.urlsplit(part)
         part = redact_url(part)  # named in errors without its password
         urls.append(url)
@@ -518,14 +673,52 @@ def broker_urls(broker: str) -> list[urllib.parse.SplitResult]:
         if not url.hostname:
             raise ConfigError(f"broker: {part!r} names no host")
         db = url.path.lstrip("/")
+        if scheme == "nats" and db:
+            raise ConfigError(f"broker: {part!r}: a NATS URL names no database")
         if db and not db.isdigit():
             raise ConfigError(f"broker: {part!r}: the database must be a number, not {db!r}")
         if url.query or url.fragment:
             raise ConfigError(f"broker: {part!r}: options after '?' or '#' are not supported")
-    keys = [(u.hostname, u.port or 6379) for u in urls if u.scheme == "redis"]
+    schemes = {url.scheme for url in urls}
+    if "nats" in schemes and schemes != {"nats"}:
+        raise ConfigError("broker: a NATS broker cannot be combined with other brokers")
+    keys = [(u.hostname, u.port or 6379) for u in urls if u.scheme != "memory"]
     if len(set(keys)) != len(keys):
-        raise ConfigError("broker: the same Redis server is listed twice")
+        raise ConfigError("broker: the same server is listed twice")
     return urls
+
+
+def _multi_host_url(broker: str) -> urllib.parse.SplitResult:
+    url = urllib.parse.urlsplit(broker)
+    shown = redact_url(broker)
+    if url.query or url.fragment:
+        raise ConfigError(f"broker: {shown!r}: options after '?' or '#' are not supported")
+    name = url.path.strip("/")
+    if url.scheme.endswith("+sentinel"):
+        if not name or "/" in name:
+            raise ConfigError(f"broker: {shown!r}: name the master after the hosts (/MASTER)")
+    elif name:
+        raise ConfigError(f"broker: {shown!r}: a Redis Cluster has no database or name")
+    if not broker_hosts(url):
+        raise ConfigError(f"broker: {shown!r} names no host")
+    return url
+
+
+def broker_hosts(url: urllib.parse.SplitResult) -> list[tuple[str, int]]:
+    """The ``(host, port)`` pairs of a ``redis+cluster://`` or ``redis+sentinel://`` URL."""
+    default = MULTI_HOST_SCHEMES[url.scheme]
+    hosts = []
+    for item in url.netloc.rpartition("@")[2].split(","):
+        one = urllib.parse.urlsplit("//" + item.strip())
+        try:
+            hosts.append((one.hostname, one.port or default))
+        except ValueError:
+            raise ConfigError(f"broker: {item!r} has an invalid port") from None
+        if not one.hostname:
+            raise ConfigError(f"broker: {item!r} is not HOST:PORT")
+    if len(set(hosts)) != len(hosts):
+        raise ConfigError("broker: the same host is listed twice")
+    return hosts
 
 
 # -- reading values ----------------------------------------------------------------
@@ -567,9 +760,13 @@ def _check_type(kind: str, value: Any, where: str) -> Any:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return list(value)
         expected = "an array of strings"
+    elif kind == "headers":
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return dict(value)
+        expected = 'a table of strings (NAME = "VALUE")'
     else:
         raise AssertionError(kind)
-    if kind == "secret":  # the value itself is not repeated
+    if kind in ("secret", "headers"):  # the value itself is not repeated
         raise ConfigError(f"{where}: expected {expected}, got {type(value).__name__}")
     return _type_error(where, expected, value)
 
@@ -658,9 +855,26 @@ def parse_text(name: str, text: str, where: str) -> Any:
         return [item.strip() for item in text.split(",") if item.strip()]
     if kind == "opt_str":
         return text or None
+    if kind == "headers":
+        return parse_headers(text, where)
     if kind == "namespaces":
         raise ConfigError(f"{where}: namespaces can only be declared in the TOML file")
     return text
+
+
+def parse_headers(text: str, where: str) -> dict[str, str]:
+    """Headers from ``NAME=VALUE`` lines (a flag given N times is N lines); blank lines and
+    lines starting with ``#`` are skipped, spaces around names and values dropped."""
+    headers: dict[str, str] = {}
+    for number, line in enumerate(text.split("\n"), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"{where}: line {number} is not NAME=VALUE")
+        headers[name.strip()] = value.strip()
+    return headers
 
 
 def cpu_count() -> int:
@@ -749,13 +963,17 @@ def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] = ()) 
         default = getattr(defaults, name)
         if kind == "str_list":
             shown = ",".join(default) or "the hub's own host"
-        elif default is None:
+        elif kind == "headers" or default is None:
             shown = "none"
         else:
             shown = f"{default:g}" if isinstance(default, float) else str(default)
         bare = {"nargs": "?", "const": "true"} if kind == "bool" else {}  # --insecure alone
+        spellings = ["--" + name.replace("_", "-")]
+        if kind == "headers":  # --proxy-static-header A=1 --proxy-static-header B=2
+            spellings.insert(0, spellings[0].removesuffix("s"))
+            bare = {"action": "append"}
         parser.add_argument(
-            "--" + name.replace("_", "-"),
+            *spellings,
             dest=name,
             metavar=option.metadata["metavar"],
             default=argparse.SUPPRESS,
@@ -768,12 +986,16 @@ def flags_from_namespace(namespace: argparse.Namespace) -> tuple[dict[str, str],
     """(option flags that were given, the --config path)."""
     given = vars(namespace)
     flags = {name: given[name] for name in OPTIONS if name in given}
+    for name, value in flags.items():
+        if isinstance(value, list):  # a repeated flag: one line each
+            flags[name] = "\n".join(value)
     return flags, given.get("config")
 
 
 __all__ = [
     "SECRET_OPTIONS",
     "redact_url",
+    "broker_hosts",
     "broker_urls",
     "ConfigError",
     "HubConfig",

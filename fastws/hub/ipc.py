@@ -106,6 +106,15 @@ class MessageStream(asyncio.Protocol):
             logger.error("fastws hub: an internal peer stopped reading; cutting the link")
             transport.abort()
 
+    def flushed(self) -> bool:
+        """Write what is queued now; True when the kernel took every byte (nothing of
+        this link is left in this process to lose)."""
+        if self.closed or self.transport is None:
+            return True
+        if self._out:
+            self._flush()
+        return self.transport.get_write_buffer_size() == 0
+
     async def close(self, timeout: float = 1.0) -> None:
         """Send what is queued, then close and wait for the end (bounded)."""
         if self.transport is None:

@@ -104,6 +104,12 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], tuple[float, ...]]] = {
         (),
     ),
     "fastws_broker_breaker_trips_total": (COUNTER, "times a broker circuit opened", (), ()),
+    "fastws_broker_overloaded_total": (
+        COUNTER,
+        "broker calls turned away by a full queue (503; the circuit stays closed)",
+        (),
+        (),
+    ),
     "fastws_history_streams": (GAUGE, "channels with a stream position (memory broker)", ("worker",), ()),
     "fastws_history_publications": (GAUGE, "publications held in history (memory broker)", ("worker",), ()),
     "fastws_presence_entries": (GAUGE, "presence entries (memory broker)", ("worker",), ()),
@@ -239,6 +245,8 @@ def broker_samples(broker: Broker, worker: str) -> list[Sample]:
         trips += breaker.trips
     if trips:
         _add(samples, "fastws_broker_breaker_trips_total", (), trips)
+    if broker.overloaded:
+        _add(samples, "fastws_broker_overloaded_total", (), broker.overloaded)
     sizes = broker.sizes()
     if sizes is not None:
         _add(samples, "fastws_history_streams", ("worker", worker), sizes.streams)

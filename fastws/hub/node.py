@@ -10,15 +10,21 @@ Subscribing from a position must lose nothing and repeat nothing even when the
 broker is remote. So a new subscription starts *buffering*: it is registered,
 the node's interest in the channel reaches the broker, history is read, the
 reply carries what was missed, and only then are the buffered publications
-released, skipping offsets the reply already held. The subscribe command
+released, skipping offsets the reply already held. The broker's deliveries to
+this node may lag behind the history read (a busy node has not yet taken what
+the broker already sent): then the publications up to the reply's position are
+still to come here, and the subscription goes on buffering until the channel's
+stream reaches that position, so that the reply's publications are not pushed
+again. The subscribe command
 (``commands/subscriptions.py``) drives that sequence; the node keeps the
 per-channel state it needs.
 
 The server API reaches connections on every node through control messages
 (``control``): each node acts on those of its own connections that a message
 names. Every node also announces what it holds (connections, channels with
-their subscriber counts) every ``ANNOUNCE_INTERVAL`` seconds, which is what
-the API's cluster-wide ``info`` and ``channels`` read.
+their subscriber counts) every ``node_ttl / 3`` seconds, each announcement
+living ``node_ttl``, which is what the API's cluster-wide ``info`` and
+``channels`` read.
 
 Commands that call the broker run through ``run``: against the in-memory
 broker (``inline``) they complete at once without a task; otherwise each is a
@@ -63,7 +69,6 @@ logger = logging.getLogger("fastws.hub")
 
 TICK = 1.0  # seconds between checks of connect deadlines and token expiry
 FLUSH_TIMEOUT = 1.0  # seconds commands in flight get to reach the broker at close
-ANNOUNCE_INTERVAL = 2.0  # seconds between a node's announcements; each lives three times as long
 
 
 class Subscription:
@@ -93,14 +98,17 @@ class Subscription:
 
 
 class ChannelState:
-    """This node's local subscribers of a channel and the last position it delivered."""
+    """This node's local subscribers of a channel and the last position it delivered;
+    ``catching_up`` the subscriptions answered at a position the channel's stream here
+    has not reached yet (with that position)."""
 
-    __slots__ = ("subscribers", "epoch", "offset", "ready")
+    __slots__ = ("subscribers", "epoch", "offset", "ready", "catching_up")
 
     def __init__(self) -> None:
         self.subscribers: dict[Session, Subscription] = {}
         self.epoch: str | None = None
         self.offset = 0
+        self.catching_up: dict[Subscription, StreamPosition] = {}
         self.ready: asyncio.Future | None = None  # the broker subscription, while in flight
 
 
@@ -302,7 +310,7 @@ class Node:
     async def announce(self) -> None:
         """Tell the other nodes what this one holds now."""
         summary = orjson.dumps(self.summary())
-        await self.broker.announce(self.id, summary, 3 * ANNOUNCE_INTERVAL)
+        await self.broker.announce(self.id, summary, self.config.node_ttl)
 
     def _announce_now(self) -> None:
         async def announce() -> None:
@@ -313,7 +321,7 @@ class Node:
 
         if self.broker.healthy:
             self.run(announce())
-        self._announce_timer = self._loop.call_later(ANNOUNCE_INTERVAL, self._announce_now)
+        self._announce_timer = self._loop.call_later(self.config.node_ttl / 3, self._announce_now)
 
     async def cluster(self) -> list[dict[str, Any]]:
         """Every live node's announcement, this node's as it is now, sorted by node id."""
@@ -406,22 +414,35 @@ class Node:
         if state is None or state.subscribers.get(sub.session) is not sub:
             return
         del state.subscribers[sub.session]
+        state.catching_up.pop(sub, None)
         if not state.subscribers:
             del self.channels[channel]
             self._notify_channel("channel_vacated", channel, await self.broker.unsubscribe(channel))
 
+    def on_channel_vacated(self, channel: str) -> None:
+        self._notify_channel("channel_vacated", channel, True)
+
+    def on_channel_occupied(self, channel: str) -> None:
+        self._notify_channel("channel_occupied", channel, True)
+
     def _notify_channel(self, event: str, channel: str, happened: bool | None) -> None:
         """Tell the hooks a channel got its first subscriber or lost its last one in the
-        whole cluster: only the node whose broker call made it so does."""
+        whole cluster: only the node whose broker call made it so does, or the one the
+        broker picked when a node that is gone held the last subscription."""
         hooks = self.hooks
         if happened and hooks is not None and hooks.has(event):
             self.run(hooks.notify(event, None, channel=channel))
 
     def activate(self, sub: Subscription, position: StreamPosition) -> None:
-        """The subscribe reply went out at ``position``: release what arrived meanwhile."""
+        """The subscribe reply went out at ``position``: release what arrived meanwhile,
+        or, when the channel's stream here is behind ``position``, once it gets there."""
         state = self.channels.get(sub.channel)
-        if state is not None and state.epoch is None:
-            state.epoch, state.offset = position.epoch, position.offset
+        if state is not None:
+            if state.epoch is None:
+                state.epoch, state.offset = position.epoch, position.offset
+            elif state.epoch == position.epoch and state.offset < position.offset:
+                state.catching_up[sub] = position  # goes on buffering
+                return
         buffered, sub.buffer = sub.buffer, None
         if not buffered:
             return
@@ -497,6 +518,18 @@ class Node:
         self.stats.deliveries += self.fan_out(
             live, lambda wire: messages.publication_push(wire, channel, publication), "pub"
         )
+        if state.catching_up:
+            self._release_caught_up(state, publication)
+
+    def _release_caught_up(self, state: ChannelState, publication: Publication) -> None:
+        """Activate the subscriptions whose reply position the stream has now reached (or
+        left behind with a new epoch): their buffers hold everything since."""
+        for sub, position in tuple(state.catching_up.items()):
+            if publication.epoch == position.epoch and publication.offset < position.offset:
+                continue
+            del state.catching_up[sub]
+            if sub.session.subscriptions.get(sub.channel) is sub:
+                self.activate(sub, position)
 
     def _to_live(self, channel: str, kind: str, message: Callable[[Wire], Any]) -> None:
         state = self.channels.get(channel)

@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.support.paths import ROOT
 
 PACKAGE = ROOT / "fastws" / "hub" / "broker"
-PACKAGES = {"fastws.hub.broker", "fastws.hub.broker.redis"}
+PACKAGES = {"fastws.hub.broker", "fastws.hub.broker.redis", "fastws.hub.broker.nats"}
 ABOVE = ("fastws.hub.process", "fastws.hub.app", "fastws.hub.node", "fastws.hub.session",
          "fastws.hub.api", "fastws.hub.commands", "fastws.hub.metrics")  # fmt: skip
 

@@ -13,6 +13,8 @@ from fastws.hub.broker.memory import MemoryBroker
 from tests.support.brokers import (
     Sink,
     check_binary_data,
+    check_gone_node_vacates,
+    check_occupancy,
     check_reverse_history,
     check_server_api_support,
 )
@@ -21,9 +23,9 @@ from tests.support.loops import run_async
 HISTORY = PublishOptions(history_size=10, history_ttl=60)
 
 
-async def attach(host: BrokerHost, name: str) -> tuple[LocalBroker, Sink, list]:
+async def attach(host: BrokerHost, name: str, pid: int = 0) -> tuple[LocalBroker, Sink, list]:
     ours, theirs = socket.socketpair()
-    await host.attach(ours, name)
+    await host.attach(ours, name, pid)
     lost: list = []
     broker = LocalBroker(theirs, on_lost=lambda: lost.append(name))
     sink = Sink()
@@ -98,6 +100,38 @@ async def test_a_lost_worker_leaves_no_presence_and_learns_the_master_is_gone() 
             await two.publish("c", b"1", None, HISTORY)
     finally:
         await two.close()
+        await host.close()
+
+
+@run_async()
+async def test_workers_are_counted_per_channel_and_a_dead_one_vacates_once() -> None:
+    host = BrokerHost(MemoryBroker())
+    await host.start()
+    workers = [await attach(host, n) for n in ("one", "two", "three")]
+    (one, sink1, _), (two, sink2, _), (three, _, _) = workers
+    try:
+        await check_occupancy([one, two], "o")
+        await check_gone_node_vacates([(one, sink1), (two, sink2)], three, three.close)
+    finally:
+        for broker, _, _ in workers:
+            await broker.close()
+        await host.close()
+
+
+@run_async()
+async def test_a_channel_vacated_with_no_worker_left_is_told_to_the_next_one() -> None:
+    host = BrokerHost(MemoryBroker())
+    await host.start()
+    one, _, _ = await attach(host, "one")
+    try:
+        await one.subscribe("c")
+        await one.close()
+        await settle()
+        two, sink, _ = await attach(host, "two")
+        await settle()
+        assert sink.events == [("vacated", "c")]
+        await two.close()
+    finally:
         await host.close()
 
 

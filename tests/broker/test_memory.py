@@ -9,9 +9,7 @@ from fastws.hub.broker.memory import MemoryBroker
 from tests.support.brokers import (
     Clock,
     Sink,
-    check_binary_data,
-    check_reverse_history,
-    check_server_api_support,
+    check_occupancy,
 )
 from tests.support.loops import run_async
 
@@ -73,23 +71,9 @@ async def test_history_bounded_by_size_and_age() -> None:
 
 
 @run_async(loops=("asyncio",))
-async def test_history_read_in_reverse() -> None:
+async def test_the_one_node_occupies_and_vacates_channels() -> None:
     broker, _ = await started()
-    await check_reverse_history(broker, "r")
-    await broker.close()
-
-
-@run_async(loops=("asyncio",))
-async def test_binary_data_round_trips() -> None:
-    broker, sink = await started()
-    await check_binary_data(broker, sink, "b")
-    await broker.close()
-
-
-@run_async(loops=("asyncio",))
-async def test_control_messages_history_removal_and_node_announcements() -> None:
-    broker, sink = await started()
-    await check_server_api_support(broker, [sink], "s")
+    await check_occupancy([broker], "o")
     await broker.close()
 
 

@@ -13,11 +13,12 @@ from fastws.hub.broker.redis import RedisBroker
 from fastws.hub.metrics import broker_samples
 from tests.support.brokers import (
     Sink,
-    check_binary_data,
-    check_reverse_history,
+    check_gone_node_vacates,
+    check_occupancy,
     check_server_api_support,
 )
 from tests.support.loops import run_async
+from tests.support.polling import until
 from tests.support.redis import RedisServer
 
 HISTORY = PublishOptions(history_size=3, history_ttl=60)
@@ -90,25 +91,6 @@ async def test_history_positions_and_epochs(redis_server: RedisServer) -> None:
 
 
 @run_async()
-async def test_history_read_in_reverse(redis_server: RedisServer) -> None:
-    broker, _ = await started([redis_server.url])
-    await check_reverse_history(broker, "r")
-    await broker.close()
-
-
-@run_async()
-async def test_control_messages_reach_every_node(redis_server: RedisServer) -> None:
-    one, sink1 = await started([redis_server.url])
-    two, sink2 = await started([redis_server.url])
-    try:
-        await check_server_api_support(one, [sink1, sink2], "s")
-        assert await two.nodes() == await one.nodes()
-    finally:
-        await one.close()
-        await two.close()
-
-
-@run_async()
 async def test_control_messages_and_history_removal_with_two_shards(make_redis) -> None:
     urls = [make_redis().url, make_redis().url]
     one, sink1 = await started(urls)
@@ -125,6 +107,80 @@ async def test_control_messages_and_history_removal_with_two_shards(make_redis) 
 
 
 @run_async()
+async def test_nodes_are_counted_per_channel(make_redis) -> None:
+    urls = [make_redis().url, make_redis().url]  # occupancy lives on the first server
+    one, _ = await started(urls)
+    two, _ = await started(urls)
+    try:
+        for channel in ("a", "d"):  # one on each server (crc32 % 2)
+            await check_occupancy([one, two], channel)
+    finally:
+        await one.close()
+        await two.close()
+
+
+@run_async()
+async def test_a_dead_node_leaves_its_channels_vacated_after_its_lease(
+    redis_server: RedisServer,
+) -> None:
+    lease = {"node_ttl": 0.6}
+    live = [await started([redis_server.url], **lease) for _ in range(2)]
+    dying, _ = await started([redis_server.url], **lease)
+    try:
+        # Closed without unsubscribing, as a killed node: only its lease ends it.
+        await check_gone_node_vacates(live, dying, dying.close)
+        assert redis_server.command("HLEN", rs.OCCUPANCY_KEY) == b":0\r\n"
+    finally:
+        for broker, _ in live:
+            await broker.close()
+
+
+@run_async()
+async def test_a_node_whose_lease_is_gone_counts_its_channels_again(
+    redis_server: RedisServer,
+) -> None:
+    (one, sink1), (two, sink2) = [await started([redis_server.url], node_ttl=0.6) for _ in "12"]
+    try:
+        assert await one.subscribe("c") is True
+        redis_server.command("FLUSHALL")  # Redis lost its data: leases and counts
+        await until(lambda: sink1.events, "the node counting itself again", 10, 0.01)
+        assert sink1.events == [("occupied", "c")]
+        assert await two.subscribe("c") is False
+        assert await two.unsubscribe("c") is False
+        assert await one.unsubscribe("c") is True
+        assert sink2.events == []
+    finally:
+        await one.close()
+        await two.close()
+
+
+@run_async()
+async def test_a_new_node_takes_its_first_lease_without_counting_again(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node's first lease was not there before; only a lease lost later means lost
+    counts (counting every channel again under a connect burst held the broker up)."""
+    recounts = []
+    recount = RedisBroker._recount
+
+    async def counted(self: RedisBroker) -> None:
+        recounts.append(self)
+        await recount(self)
+
+    monkeypatch.setattr(RedisBroker, "_recount", counted)
+    broker, sink = await started([redis_server.url], node_ttl=0.6)
+    try:
+        for channel in ("a", "b", "c"):
+            assert await broker.subscribe(channel) is True
+        await asyncio.sleep(0.5)  # the lease renewed at least once more
+        assert recounts == [] and sink.events == []
+        redis_server.command("FLUSHALL")
+        await until(lambda: recounts, "the lost lease noticed", 10, 0.01)
+    finally:
+        await broker.close()
+
+
+@run_async()
 async def test_node_announcements_expire(redis_server: RedisServer) -> None:
     broker, _ = await started([redis_server.url])
     await broker.announce("short", b"1", 0.05)
@@ -132,13 +188,6 @@ async def test_node_announcements_expire(redis_server: RedisServer) -> None:
     await asyncio.sleep(0.1)
     nodes = await broker.nodes()
     assert "short" not in nodes and nodes["long"] == b"2"
-    await broker.close()
-
-
-@run_async()
-async def test_binary_data_round_trips(redis_server: RedisServer) -> None:
-    broker, sink = await started([redis_server.url])
-    await check_binary_data(broker, sink, "b")
     await broker.close()
 
 
@@ -333,3 +382,27 @@ async def test_passwords_and_databases(make_redis) -> None:
     assert not wrong.healthy and "invalid" in wrong.status()["shards"][0]["error"].lower()
     for broker in (zero, one, wrong):
         await broker.close()
+
+
+@run_async()
+async def test_a_promoted_replica_starts_a_new_epoch(make_redis) -> None:
+    """A failover may lose the master's latest writes: the replica that takes over must
+    not hand out offsets the readers have already seen under the same epoch."""
+    master = make_redis(True, None, "--repl-diskless-sync-delay", "0")
+    replica = make_redis(True, None, "--replicaof", "127.0.0.1", str(master.port))
+    broker, _ = await started([master.url])
+    for i in range(3):
+        before = await broker.publish("fo", b"%d" % i, None, HISTORY)
+    await until(
+        lambda: replica.command("HGET", rs.meta_key("fo"), "o").endswith(b"3\r\n"),
+        "the replica has the writes",
+    )
+    replica.command("REPLICAOF", "NO", "ONE")
+    promoted, _ = await started([replica.url])
+    after = await promoted.history("fo", before, None)
+    assert after.position.epoch != before.epoch and after.position.offset == 0
+    assert after.publications == []
+    assert await promoted.publish("fo", b"x", None, HISTORY) == StreamPosition(1, after.position.epoch)
+    assert (await broker.history("fo", None, None)).position == before  # the old master's own
+    for each in (broker, promoted):
+        await each.close()

@@ -57,8 +57,10 @@ and 13) with what it sent byte for byte, not by SHA-1 as it does unpatched
 - **`make test`** runs every case with the compiled codec and, with the pure-Python
   codec, the cases that exercise a codec (`CODEC_CASES` in
   `tests/conformance/test_autobahn.py`: categories 1 to 7, 9 and 10 whole, 12.1 and
-  12.2, and 13.1 to 13.7 up to 64 KiB messages). The connection layer above the codec
-  is the same code for both, and the differential tests hold the two codecs equal.
+  12.2, and 13.1 to 13.7 up to 64 KiB messages). `FASTWS_PURE=1` also selects the
+  pure-Python connection state machine, so these cases run both connections; the rest
+  repeat the same paths at larger sizes and other compression settings, and the
+  differential tests hold the two codecs, and the two connections, equal.
 - **`make conformance`** runs every case with both codecs, as server and as client,
   and rewrites this file from the four runs; the results below are from its last run.
 

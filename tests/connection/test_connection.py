@@ -1,4 +1,4 @@
-"""The sans-I/O connection, driven byte by byte without an event loop."""
+"""The sans-I/O connection, driven byte by byte without an event loop, on both backends."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from fastws.codec import (
 )
 from fastws.connection import CLOSED, CLOSING, OPEN, Connection
 from fastws.errors import ConnectionClosedError, ConnectionClosedOK
+
+pytestmark = pytest.mark.usefixtures("connection_backend")
 
 
 class Recorder:

@@ -56,6 +56,10 @@ def test_unsupported_settings_fail_with_a_clear_message() -> None:
         (["--workers", "0"], "workers: must be at least 1"),
         (["--broker", "kafka://localhost:9092"], "supported schemes: memory://, redis://"),
         (["--port", "http"], "--port: expected an integer"),
+        (
+            ["--broker", "nats://127.0.0.1:4222", "--local-delivery-on-outage", "true"],
+            "local_delivery_on_outage: not offered by the NATS broker",
+        ),
     ]:
         done = subprocess.run(
             [sys.executable, "-m", "fastws", "--insecure", *args],

@@ -97,6 +97,16 @@ allow_subscribe_for_client = true
         ("[[namespaces]]\nname = 'a'\n[[namespaces]]\nname = 'a'", r"appears twice"),
         ("namespaces = 3", r"namespaces: expected an array of tables"),
         ("port = ", r"not valid TOML"),
+        ("proxy_notify_events = 'disconnect'", r"proxy_notify_events: expected an array"),
+        (
+            "proxy_notify_events = ['disconnect', 'closed']",
+            r"proxy_notify_events: 'closed' is not a notification; the notifications are "
+            r"disconnect, channel_occupied, channel_vacated",
+        ),
+        (
+            "proxy_notify_endpoint = 'http://backend/notify'\nproxy_notify_events = []",
+            r"proxy_notify_events: empty, so proxy_notify_endpoint would get nothing",
+        ),
     ],
 )
 def test_bad_files_name_the_bad_key(tmp_path, text: str, expected: str) -> None:
@@ -265,3 +275,86 @@ def test_an_upgrade_keeps_secret_flags_off_the_command_line(monkeypatch) -> None
     assert secrets == {"api_key": "K", "jwt_secret": "S", "broker": "redis://:P@h/0"}
     argv, secrets = upgrade_command({"broker": "redis://h/0"}, None)
     assert argv[-1] == "--broker=redis://h/0" and secrets == {}
+
+
+def test_proxy_static_headers_from_a_table_repeated_flags_the_env_or_a_file(tmp_path) -> None:
+    from fastws.cli import _parser
+    from fastws.hub.config import flags_from_namespace
+
+    hub = "insecure = true\nproxy_rpc_endpoint = 'http://backend/rpc'\n"
+    path = write(tmp_path, hub + "[proxy_static_headers]\nX-Hub-Name = 'eu-1'\n")
+    assert load_config({}, {}, path).proxy_static_headers == {"X-Hub-Name": "eu-1"}
+    secret = tmp_path / "hook-headers"
+    secret.write_text("# the key the backend checks\nAuthorization = Bearer s3cr=t\n")
+    config = load_config({"proxy_static_headers_file": str(secret)}, {}, path)
+    assert config.proxy_static_headers == {"X-Hub-Name": "eu-1", "Authorization": "Bearer s3cr=t"}
+    assert config.proxy_static_headers_file is None  # read once; workers get the headers
+    env = {"FASTWS_PROXY_STATIC_HEADERS": "Authorization=Bearer from-env\nX-B=2"}
+    assert load_config({}, env, path).proxy_static_headers == {
+        "Authorization": "Bearer from-env", "X-B": "2"
+    }  # fmt: skip
+    args = _parser().parse_args(
+        ["--proxy-static-header", "X-A=1", "--proxy-static-header", "X-B = two words"]
+    )
+    flags, _ = flags_from_namespace(args)
+    assert load_config(flags, {}, path).proxy_static_headers == {"X-A": "1", "X-B": "two words"}
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ('"X-A=1"', r"proxy_static_headers: expected a table of strings \(NAME = \"VALUE\"\), got str$"),
+        ('{"X-A" = "k\\r\\nInjected: 1"}', "the value of 'X-A' contains a line break"),
+        ('{"X-A" = "k\\u0000"}', "the value of 'X-A' contains a control character"),
+        ('{"X A" = "k"}', "'X A' is not a valid header name"),
+        ('{"Content-Length" = "0"}', "'Content-Length' is written by the hub itself"),
+        ('{"X-A" = "k", "x-a" = "j"}', "'x-a' is given twice"),
+    ],
+)
+def test_proxy_static_headers_are_checked_without_repeating_values(tmp_path, table, expected) -> None:
+    path = write(tmp_path, f"insecure = true\nproxy_rpc_endpoint = 'http://b/rpc'\nproxy_static_headers = {table}\n")
+    with pytest.raises(ConfigError, match=expected) as caught:
+        check_file(path)
+    assert "Injected" not in str(caught.value)
+
+
+def test_proxy_static_headers_need_an_endpoint_and_one_value_per_name(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="no proxy_\\*_endpoint is configured"):
+        load_config({"proxy_static_headers": "X-A=1"}, OPEN)
+    endpoint = {"proxy_rpc_endpoint": "http://b/rpc"}
+    with pytest.raises(ConfigError, match="FASTWS_PROXY_STATIC_HEADERS: line 2 is not NAME=VALUE"):
+        load_config(endpoint, {**OPEN, "FASTWS_PROXY_STATIC_HEADERS": "X-A=1\nsecret"})
+    secret = tmp_path / "hook-headers"
+    secret.write_text("x-a=2\n")
+    flags = {**endpoint, "proxy_static_headers": "X-A=1", "proxy_static_headers_file": str(secret)}
+    with pytest.raises(ConfigError, match="'x-a' is given both inline and in proxy_static_headers"):
+        load_config(flags, OPEN)
+    secret.write_text("")
+    with pytest.raises(ConfigError, match="proxy_static_headers_file: .* is empty"):
+        load_config({**endpoint, "proxy_static_headers_file": str(secret)}, OPEN)
+
+
+def test_an_upgrade_keeps_the_proxy_static_headers_off_the_command_line(monkeypatch) -> None:
+    from fastws.hub.process.supervisor import SECRET_VARIABLES, upgrade_command
+
+    monkeypatch.setattr(sys, "argv", ["/x/fastws/__main__.py"])
+    monkeypatch.setattr(sys, "orig_argv", ["python3", "-m", "fastws"])
+    flags = {"proxy_static_headers": "Authorization=Bearer K", "workers": "2"}
+    argv, secrets = upgrade_command(flags, None)
+    assert argv[-1] == "--workers=2" and secrets == {"proxy_static_headers": "Authorization=Bearer K"}
+    assert "FASTWS_PROXY_STATIC_HEADERS" in SECRET_VARIABLES  # workers get the merged headers
+
+
+def test_proxy_notify_events_from_the_file_a_flag_or_the_env_default_to_all() -> None:
+    assert load_config({}, OPEN).proxy_notify_events == [
+        "disconnect", "channel_occupied", "channel_vacated"
+    ]  # fmt: skip
+    endpoint = {"proxy_notify_endpoint": "http://backend/notify"}
+    flag = {"proxy_notify_events": "disconnect, channel_vacated", **endpoint}
+    assert load_config(flag, OPEN).proxy_notify_events == ["disconnect", "channel_vacated"]
+    env = {"FASTWS_PROXY_NOTIFY_EVENTS": "disconnect", **OPEN}
+    assert load_config(endpoint, env).proxy_notify_events == ["disconnect"]
+    with pytest.raises(ConfigError, match="proxy_notify_events: empty"):
+        load_config(endpoint, {"FASTWS_PROXY_NOTIFY_EVENTS": "", **OPEN})
+    with pytest.raises(ConfigError, match="proxy_notify_events: 'occupied' is not a notification"):
+        load_config({"proxy_notify_events": "disconnect,occupied"}, OPEN)

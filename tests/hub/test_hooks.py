@@ -6,22 +6,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 
+from fastws.hub import session as session_module
 from fastws.hub.app import Hub
 from fastws.hub.client import Client, HubError
-from fastws.hub.config import ConfigError
+from fastws.hub.config import NOTIFY_EVENTS, ConfigError
+from fastws.hub.hooks.contract import NOTIFICATIONS
 from fastws.hub.namespaces import Namespace
 from fastws.hub.protocol import codes
+from fastws.hub.testing import start_hub
 from tests.support import hooks_app
 from tests.support.hooks_app import proxy_backend
 from tests.support.hub import PLAIN, ROOMS, HubClient, make_config, running_hub, token
 from tests.support.loops import run_async
+from tests.support.polling import until
 
 TIMEOUT = 0.5  # seconds each hook may take in these tests
 EVENTS = ("connect", "subscribe", "publish", "rpc", "refresh")
@@ -52,6 +58,26 @@ async def hooked_hub(backend: str, **options: Any) -> AsyncIterator[Any]:
 async def connect_as(hub: Any, name: str | None, **kw: Any) -> HubClient:
     headers = (("Cookie", f"theme=dark; session={name}"),) if name is not None else ()
     return await HubClient.open(hub.port, headers=headers, connect=False, **kw)
+
+
+@contextlib.asynccontextmanager
+async def silent_backend() -> AsyncIterator[str]:
+    """A backend that takes every request and never answers; yields its base URL."""
+
+    async def never(request: web.Request) -> web.Response:
+        await asyncio.sleep(hooks_app.SLOW)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/{event}", never)
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    finally:
+        await runner.cleanup()
 
 
 # The subscribe and publish hooks apply in the room namespace only.
@@ -315,3 +341,209 @@ async def test_a_channel_is_occupied_by_its_first_subscriber_and_vacated_by_its_
         assert hooks_app.notifications == [("occupied", "room:x"), ("vacated", "room:x")]
         for client in clients:
             await client.close()
+
+
+@run_async(loops=("uvloop",))
+async def test_the_notify_endpoint_gets_only_the_notifications_it_lists() -> None:
+    async with hooked_hub("proxy", proxy_notify_events=["disconnect"]) as hub:
+        assert hub.node.hooks.has("disconnect")
+        assert not hub.node.hooks.has("channel_occupied")
+        assert not hub.node.hooks.has("channel_vacated")
+        bob, carol = [await connect_as(hub, name) for name in ("bob", "carol")]
+        for client in (bob, carol):
+            await client.result("connect", {})
+            await client.result("subscribe", {"channel": "room:x"})
+        await bob.result("unsubscribe", {"channel": "room:x"})
+        await bob.close()
+        await carol.close()  # still subscribed: room:x is vacated as it goes
+        await until_notified(2)
+        assert sorted(hooks_app.notifications) == [
+            ("disconnect", "bob", 1000), ("disconnect", "carol", 1000)
+        ]  # fmt: skip
+
+
+def test_the_notification_names_match_the_configuration() -> None:
+    assert tuple(NOTIFICATIONS) == NOTIFY_EVENTS
+
+
+class Lifecycle:
+    """Hooks that keep the server API from on_start and use it in an RPC."""
+
+    def __init__(self) -> None:
+        self.api: Any = None
+        self.stopped = False
+
+    async def on_start(self, api: Any) -> None:
+        self.api = api
+
+    async def on_rpc(self, ctx: Any, method: str, data: Any) -> dict:
+        await self.api.subscribe(user=ctx.user, channel=data["channel"])
+        return {"data": {"subscribed": data["channel"]}}
+
+    async def on_stop(self) -> None:
+        self.stopped = True
+
+
+@run_async(loops=("uvloop",))
+async def test_on_start_hands_the_hooks_the_server_api_and_on_stop_runs_at_shutdown() -> None:
+    hooks = Lifecycle()
+    async with start_hub(hooks, namespaces=[PLAIN]) as hub:
+        assert hooks.api is hub.server_api
+        ann = await hub.client("ann")
+        assert await ann.rpc("join", {"channel": "plain:news"}) == {"subscribed": "plain:news"}
+        await hub.server_api.publish(channel="plain:news", data={"n": 1})
+        async with asyncio.timeout(5):
+            while "plain:news" not in ann.server_subscriptions:
+                await asyncio.sleep(0.01)
+            publication = await anext(aiter(ann.server_subscriptions["plain:news"]))
+        assert publication.data == {"n": 1}
+        assert not hooks.stopped
+    assert hooks.stopped
+
+
+class FailingStart:
+    async def on_start(self, api: Any) -> None:
+        raise RuntimeError("the database is not there")
+
+
+@run_async(loops=("uvloop",))
+async def test_a_failing_on_start_stops_the_hub_from_starting() -> None:
+    with pytest.raises(RuntimeError, match="database"):
+        async with start_hub(FailingStart(), namespaces=[PLAIN]):
+            pass
+
+
+@BACKENDS
+@run_async(loops=("uvloop",))
+async def test_the_info_the_subscribe_hook_gives_is_what_presence_and_join_show(backend) -> None:
+    async with hooked_hub(backend) as hub:
+        carol, bob = [await connect_as(hub, name) for name in ("carol", "bob")]
+        ids = [(await client.result("connect", {}))["client"] for client in (carol, bob)]
+        await carol.result("subscribe", {"channel": "room:1"})  # the connection's own info
+        await carol.result("subscribe", {"channel": "room:vip"})
+        await bob.result("subscribe", {"channel": "room:vip"})
+        joins = [push["info"] for push in await carol.pushes_of("join", 3)]
+        assert joins == [
+            {"client": ids[0], "user": "carol", "info": {"name": "Carol"}},
+            {"client": ids[0], "user": "carol", "info": {"name": "Carol", "badge": "vip"}},
+            {"client": ids[1], "user": "bob", "info": {"name": "Bob", "badge": "vip"}},
+        ]
+        presence = await hub.server_api.presence(channel="room:vip")
+        assert presence["clients"][ids[1]]["info"] == {"name": "Bob", "badge": "vip"}
+        presence = await hub.server_api.presence(channel="room:1")
+        assert presence["clients"][ids[0]]["info"] == {"name": "Carol"}
+        for client in (carol, bob):
+            await client.close()
+
+
+@BACKENDS
+@run_async(loops=("uvloop",), timeout=20)
+async def test_a_failing_refresh_hook_keeps_the_connection_and_is_asked_again(
+    backend, monkeypatch
+) -> None:
+    """Raised in-process, HTTP 500 and no answer in time over HTTP: the connection stays
+    past its expiry, and the next answer of the hook is taken."""
+    monkeypatch.setattr(session_module, "REFRESH_RETRY", 0.2)
+    names = ("crash-on-refresh", "slow-on-refresh")
+    async with hooked_hub(backend) as hub:
+        clients = [await connect_as(hub, name) for name in names]
+        for client in clients:
+            await client.result("connect", {})
+
+        def asked_twice() -> bool:
+            return all(hooks_app.refreshes.count(name) == 2 for name in names)
+
+        await until(asked_twice, "each refresh hook asked again after it failed", timeout=10)
+        for client in clients:
+            await client.result("ping")
+        for session in list(hub.node.sessions.values()):
+            assert session.credentials.info == b'{"name":"Refreshed"}'
+            assert session.credentials.expires_at > time.time() + 600
+        for client in clients:
+            await client.close()
+
+
+@BACKENDS
+@run_async(loops=("uvloop",))
+async def test_hooks_see_the_remote_address_and_the_chosen_headers(backend) -> None:
+    chosen = ["Cookie", "X-Tenant", "User-Agent", "Host"]
+    seen: list[dict] = []
+    static = {"X-Hub-Key": "k-3f9a", "User-Agent": "fastws-hub-eu"}
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "module":
+            options: dict[str, Any] = {"hooks": "tests.support.hooks_app"}
+        else:
+            base = await stack.enter_async_context(proxy_backend(seen))
+            options = {**proxy_options(base), "proxy_static_headers": static}
+        hub = await stack.enter_async_context(
+            running_hub(
+                insecure=False, hook_headers=chosen, namespaces=[HOOKED_ROOMS], **TIMEOUTS, **options
+            )
+        )
+        headers = (
+            ("Cookie", "session=bob"),
+            ("X-Tenant", "acme"),
+            ("User-Agent", "browser/1"),
+            ("X-Not-Chosen", "1"),
+        )
+        client = await HubClient.open(hub.port, headers=headers, connect=False)
+        await client.result("connect", {})
+        context = (await client.result("rpc", {"method": "context"}))["data"]
+        assert context["remote_addr"] == "127.0.0.1"
+        assert context["headers"] == {
+            "cookie": "session=bob",
+            "x-tenant": "acme",
+            "user-agent": "browser/1",
+            "host": f"127.0.0.1:{hub.port}",
+        }
+        await client.close()
+    if backend == "proxy":
+        # The chosen headers are HTTP headers of the POST too, but for those that frame it;
+        # the static headers win over a chosen one of the same name.
+        http = next(request["http"] for request in seen if request["event"] == "rpc")
+        assert http["cookie"] == "session=bob" and http["x-tenant"] == "acme"
+        assert http["x-hub-key"] == "k-3f9a" and http["user-agent"] == "fastws-hub-eu"
+        assert http["host"] == base.removeprefix("http://")
+        assert "x-not-chosen" not in http
+
+
+@contextlib.asynccontextmanager
+async def failing_backend(kind: str) -> AsyncIterator[str]:
+    """The base URL of a backend that is ``slow`` (never answers) or ``down`` (no listener)."""
+    if kind == "slow":
+        async with silent_backend() as base:
+            yield base
+        return
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("failing", ["slow", "down"])
+@run_async(loops=("uvloop",), timeout=30)
+async def test_slow_or_down_refresh_and_notify_endpoints_fail_fast_each_on_its_own_breaker(
+    failing, monkeypatch
+) -> None:
+    """The connection outlives its failing refresh; disconnects are not held up by their
+    notifications; those two endpoints' circuits open while the others stay closed."""
+    monkeypatch.setattr(session_module, "REFRESH_RETRY", 0.1)
+    async with proxy_backend() as live, failing_backend(failing) as broken:
+        options = proxy_options(live)
+        options["proxy_refresh_endpoint"] = f"{broken}/refresh"
+        options["proxy_notify_endpoint"] = f"{broken}/notify"
+        namespaces = [HOOKED_ROOMS]
+        async with running_hub(insecure=False, namespaces=namespaces, **TIMEOUTS, **options) as hub:
+            breakers = hub.node.hooks.proxy.breakers()
+            short = await connect_as(hub, "short")
+            await short.result("connect", {})
+            for _ in range(3):
+                leaving = await connect_as(hub, "bob")
+                await leaving.result("connect", {})
+                await leaving.close()
+            await until(lambda: breakers["refresh"].state == "open", "the refresh circuit open")
+            await until(lambda: breakers["notify"].state == "open", "the notify circuit open")
+            assert (await short.result("rpc", {"method": "echo", "data": 1}))["data"] == 1
+            assert breakers["rpc"].state == breakers["connect"].state == "closed"
+            [session] = hub.node.sessions.values()
+            assert not session.closed and session.credentials.user == "short"
+            await short.close()

@@ -48,6 +48,28 @@ class RemoteLikeBroker(MemoryBroker):
         return result
 
 
+class LaggingDeliveryBroker(MemoryBroker):
+    """The memory broker, remote-like, whose deliveries to the node can be held back
+    while history already has them: a busy node behind its pub/sub connection."""
+
+    inline = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[tuple] | None = None
+
+    def _deliver(self, callback, *args) -> None:
+        if self.held is not None:
+            self.held.append((callback, *args))
+        else:
+            super()._deliver(callback, *args)
+
+    def release(self) -> None:
+        held, self.held = self.held or [], None
+        for callback, *args in held:
+            super()._deliver(callback, *args)
+
+
 async def publish_many(client: HubClient, channel: str, count: int) -> None:
     for i in range(count):
         await client.result("publish", {"channel": channel, "data": {"i": i}})
@@ -352,3 +374,31 @@ async def test_commands_after_a_failed_connect_do_not_run() -> None:
                 await client.ws.recv()
         assert closed.value.code == 4500
         assert "room:p" not in hub.node.channels
+
+
+@run_async()
+async def test_a_reply_ahead_of_the_nodes_deliveries_is_not_pushed_again() -> None:
+    """A subscriber answered from history at a position the node's deliveries have not
+    reached gets the rest live, not the reply's publications a second time; the
+    subscribers already live still get those."""
+    broker = LaggingDeliveryBroker()
+    channel = "stream:lag"
+    async with running_hub(broker=broker, namespaces=[STREAMS]) as hub:
+        live = await HubClient.open(hub.port)
+        first = await live.result("subscribe", {"channel": channel})
+        await publish_many(live, channel, 1)
+        assert [p["offset"] for p in await live.pushes_of("pub", 1)] == [1]
+        broker.held = []  # 2 and 3 reach history, not yet the node
+        await publish_many(live, channel, 2)
+        late = await HubClient.open(hub.port)
+        since = {"epoch": first["epoch"], "offset": 1}
+        reply = await late.result("subscribe", {"channel": channel, "since": since})
+        assert reply["recovered"] is True and reply["offset"] == 3
+        assert [p["offset"] for p in reply["publications"]] == [2, 3]
+        broker.release()
+        await publish_many(live, channel, 1)
+        assert [p["offset"] for p in await live.pushes_of("pub", 3)] == [2, 3, 4]
+        assert [p["offset"] for p in await late.pushes_of("pub", 1)] == [4]
+        for client in (live, late):
+            await client.no_more_pushes()
+            await client.close()

@@ -210,6 +210,13 @@ async def test_the_same_operations_as_python_calls() -> None:
         result = await server.publish(channel="room:py", data=b"\x00\x01")
         assert result["offset"] == 1
         assert await server.presence_stats(channel="room:py") == {"clients": 1, "users": 1}
+        await server.publish(channel="room:py", data={"text": "hi"})
+        history = await server.history(channel="room:py")  # plain values, as HTTP gives them
+        assert [p.get("data", p.get("b64data")) for p in history["publications"]] == [
+            "AAE=", {"text": "hi"}
+        ]  # fmt: skip
+        presence = await server.presence(channel="room:py")
+        assert presence["clients"][alice.client_id]["user"] == "alice"
         assert (await server.call("channels"))["channels"] == {"room:py": {"subscribers": 1}}
         with pytest.raises(codes.HubError) as caught:
             await server.publish(channel="bad channel", data=1)

@@ -6,34 +6,21 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.hooks_app import proxy_backend
+from tests.support.cluster import on_both_workers, open_client
 from tests.support.hub import HubClient
-from tests.support.hubprocess import HubProcess, dev_token
+from tests.support.hubprocess import HubProcess
 from tests.support.loops import run_async
-from tests.support.ops import metric
 from tests.support.polling import until
 from tests.support.redis import RedisServer
 
 CHANNEL = "chat:api"  # the default chat:* options: history, presence, join/leave
 
 
-async def open_client(hub: HubProcess, user: str) -> HubClient:
-    return await HubClient.open(hub.port, token=await dev_token(hub.port, user))
-
-
-async def on_both_workers(hub: HubProcess, user: str) -> list[HubClient]:
-    """Connections of ``user``, opened until both workers hold some (bounded)."""
-    clients = [await open_client(hub, user)]
-    for _ in range(40):
-        samples = await hub.metrics()
-        if all(metric(samples, "fastws_connections", worker=w) > 0 for w in ("0", "1")):
-            return clients
-        clients.append(await open_client(hub, user))
-    raise AssertionError("every connection landed on the same worker")
-
-
-async def check_cluster_wide(ask: HubProcess, alices: list[HubClient], bob: HubClient) -> None:
-    """Every operation asked of ``ask`` reaches every connection, wherever it is."""
+async def check_cluster_wide(
+    ask: HubProcess, alices: list[HubClient], bob: HubClient, carols: list[HubClient]
+) -> None:
+    """Every operation asked of ``ask`` reaches every connection, wherever it is; alice
+    and carol have connections on both processes, bob on one."""
 
     async def call(method: str, target: str, body: object = None) -> object:
         status, answer = await ask.api(method, target, body)
@@ -65,7 +52,8 @@ async def check_cluster_wide(ask: HubProcess, alices: list[HubClient], bob: HubC
 
     async def nodes_counted() -> bool:
         nodes = (await call("GET", "/api/v1/info"))["nodes"]
-        return len(nodes) == 2 and sum(n["connections"] for n in nodes) == len(alices) + 1
+        connections = len(alices) + 1 + len(carols)
+        return len(nodes) == 2 and sum(n["connections"] for n in nodes) == connections
 
     await until(nodes_counted, "both nodes in info")
 
@@ -80,13 +68,41 @@ async def check_cluster_wide(ask: HubProcess, alices: list[HubClient], bob: HubC
     history = await call("GET", f"/api/v1/history?channel={CHANNEL}")
     assert history["publications"] == [] and history["offset"] == 1
 
-    # Disconnect each connection by its id, then end the rest of alice's by a refresh.
+    # Disconnect each connection by its id.
     for client in alices[:-1]:
         body = {"client": client.client_id, "code": 4100, "reason": "moved", "reconnect": True}
         await call("POST", "/api/v1/disconnect", body)
         assert await client.closed() == (4100, "moved")
-    await call("POST", "/api/v1/refresh", {"user": "alice", "expired": True})
-    assert (await last.closed())[0] == 4501
+
+    # A batch: each command reaches every node, one that fails leaves the others be.
+    commands = [
+        {"method": "subscribe", "params": {"user": "carol", "channel": "chat:batch"}},
+        {"method": "send", "params": {"user": "carol", "data": "psst"}},
+        {"method": "publish", "params": {"channel": "bad channel", "data": 1}},
+        {"method": "refresh", "params": {"user": "alice", "expired": True}},
+        {"method": "channels", "params": {"pattern": "chat:*"}},
+    ]
+    replies = (await call("POST", "/api/v1/batch", {"commands": commands}))["replies"]
+    assert len(replies) == len(commands), replies
+    assert replies[0] == replies[1] == replies[3] == {"result": {}}
+    assert replies[2]["error"]["code"] == 400
+    assert "channels" in replies[4]["result"]
+    for client in carols:
+        # In either order (each node subscribes as it is told), among the joins of chat:*.
+        pushes = {}
+        while len(pushes) < 2:
+            push = await client.push()
+            if push["push"] != "join":
+                pushes[push["push"]] = push
+        assert pushes["message"]["data"] == "psst"
+        assert pushes["subscribe"]["channel"] == "chat:batch"
+    assert (await last.closed())[0] == 4501  # alice's last connection, ended by the refresh
+
+    # Disconnect a user: every connection of theirs, on every node.
+    body = {"user": "carol", "code": 4100, "reason": "moved"}
+    await call("POST", "/api/v1/disconnect", body)
+    for client in carols:
+        assert await client.closed() == (4100, "moved")
     await bob.no_more_pushes()
 
 
@@ -94,11 +110,12 @@ async def check_cluster_wide(ask: HubProcess, alices: list[HubClient], bob: HubC
 async def test_every_operation_reaches_both_workers() -> None:
     async with HubProcess("--workers", "2") as hub:
         alices = await on_both_workers(hub, "alice")
+        carols = await on_both_workers(hub, "carol")
         bob = await open_client(hub, "bob")
         try:
-            await check_cluster_wide(hub, alices, bob)
+            await check_cluster_wide(hub, alices, bob, carols)
         finally:
-            await asyncio.gather(*(c.close() for c in [*alices, bob]))
+            await asyncio.gather(*(c.close() for c in [*alices, *carols, bob]))
 
 
 @run_async(loops=("uvloop",), timeout=90)
@@ -106,28 +123,9 @@ async def test_every_operation_reaches_both_nodes_through_redis(redis_server: Re
     broker = ("--broker", redis_server.url)
     async with HubProcess(*broker) as one, HubProcess(*broker) as two:
         alices = [await open_client(one, "alice"), await open_client(two, "alice")]
+        carols = [await open_client(one, "carol"), await open_client(two, "carol")]
         bob = await open_client(two, "bob")
         try:
-            await check_cluster_wide(one, alices, bob)
+            await check_cluster_wide(one, alices, bob, carols)
         finally:
-            await asyncio.gather(*(c.close() for c in [*alices, bob]))
-
-
-@run_async(loops=("uvloop",), timeout=90)
-async def test_occupied_and_vacated_are_told_once_across_two_workers() -> None:
-    seen: list[dict] = []
-    async with proxy_backend(seen) as base:
-        async with HubProcess("--workers", "2", "--proxy-notify-endpoint", f"{base}/notify") as hub:
-            clients = await on_both_workers(hub, "alice")
-            for client in clients:
-                await client.result("subscribe", {"channel": "chat:x"})
-            for client in clients:
-                await client.result("unsubscribe", {"channel": "chat:x"})
-            await asyncio.gather(*(c.close() for c in clients))
-            for _ in range(250):
-                if len([e for e in seen if e["event"] == "disconnect"]) == len(clients):
-                    break
-                await asyncio.sleep(0.02)
-    events = [(e["event"], e.get("channel")) for e in seen if e["event"] != "disconnect"]
-    assert events == [("channel_occupied", "chat:x"), ("channel_vacated", "chat:x")]
-    assert len([e for e in seen if e["event"] == "disconnect"]) == len(clients)
+            await asyncio.gather(*(c.close() for c in [*alices, *carols, bob]))

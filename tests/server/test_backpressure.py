@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import pytest
+
 import fastws
 from fastws.codec import OP_BINARY, build_frame
 from tests.support.cli import running
@@ -37,6 +39,7 @@ async def test_echo_server_stops_reading_from_a_peer_that_does_not_read() -> Non
         peer.close()
 
 
+@pytest.mark.usefixtures("connection_backend")
 @run_async(timeout=240)
 async def test_async_api_stops_reading_from_a_peer_that_does_not_read() -> None:
     peak = 0

@@ -15,6 +15,8 @@ from fastws.codec import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FramePa
 from fastws.errors import ConnectionClosedError, HandshakeError
 from tests.support.loops import run_async
 
+pytestmark = pytest.mark.usefixtures("connection_backend")  # every test on both backends
+
 
 async def echo_handler(ws: fastws.WebSocket) -> None:
     async for message in ws:

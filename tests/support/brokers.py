@@ -3,6 +3,11 @@ tuples), a clock moved by hand, and checks every broker must pass the same way."
 
 from __future__ import annotations
 
+import struct
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
 from fastws.hub.broker import Broker, PublishOptions, StreamPosition
 from fastws.hub.protocol.data import decode, encode
 from tests.support.polling import PATIENCE, until
@@ -12,6 +17,7 @@ class Sink:
     """Records what a broker delivers, in order, as plain tuples."""
 
     def __init__(self) -> None:
+        self.id = uuid.uuid4().hex
         self.events: list[tuple] = []
 
     def on_publication(self, channel, publication):
@@ -32,11 +38,29 @@ class Sink:
     def on_control(self, data):
         self.events.append(("control", data))
 
+    def on_channel_vacated(self, channel):
+        self.events.append(("vacated", channel))
+
+    def on_channel_occupied(self, channel):
+        self.events.append(("occupied", channel))
+
     async def wait(self, count: int, timeout: float = PATIENCE) -> list[tuple]:
         """The events once at least ``count`` have arrived."""
         await until(lambda: len(self.events) >= count, f"{count} broker events", timeout, 0.005)
         return self.events
 
+
+
+class LatencySink(Sink):
+    """Keeps the delay of every publication (its data is the send time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delays: list[float] = []
+
+    def on_publication(self, channel, publication):
+        (sent,) = struct.unpack("d", publication.data[:8])
+        self.delays.append(time.perf_counter() - sent)
 
 class Clock:
     """A time source that moves only when a test sets ``now``."""
@@ -141,3 +165,45 @@ async def check_server_api_support(broker: Broker, sinks: list[Sink], channel: s
         "node-a": b"a,2",
         "node-b": b"b",
     }
+
+
+async def check_occupancy(nodes: list[Broker], channel: str) -> None:
+    """The first node to subscribe a channel learns it is occupied (True), the last to
+    leave that it is vacated (True); every other call answers False. ``nodes`` are the
+    brokers of one or two nodes sharing the channels."""
+    one = nodes[0]
+    assert await one.subscribe(channel) is True
+    assert await one.unsubscribe(channel) is True
+    assert await one.unsubscribe(channel) is False
+    if len(nodes) == 1:
+        return
+    two = nodes[1]
+    assert await one.subscribe(channel) is True
+    assert await two.subscribe(channel) is False
+    assert await one.unsubscribe(channel) is False
+    assert await one.subscribe(channel) is False
+    assert await two.unsubscribe(channel) is False
+    assert await one.unsubscribe(channel) is True
+    assert await two.subscribe(channel) is True
+    assert await two.unsubscribe(channel) is True
+
+
+async def check_gone_node_vacates(
+    live: list[tuple[Broker, Sink]], dying: Broker, die: Callable[[], Awaitable[None]]
+) -> None:
+    """A node that disappears without unsubscribing (``die``): the channels it alone
+    held are told vacated to exactly one live node, those others hold stay occupied."""
+    first, _ = live[0]
+    assert await first.subscribe("shared") is True
+    assert await dying.subscribe("shared") is False
+    assert await dying.subscribe("alone") is True
+    await die()
+
+    def told() -> list[tuple]:
+        return [e for _, sink in live for e in sink.events if e[0] == "vacated"]
+
+    await until(told, "the channel of a gone node told vacated", PATIENCE, 0.01)
+    assert await first.subscribe("alone") is True  # after the vacated, occupied anew
+    assert await first.unsubscribe("shared") is True
+    assert await first.unsubscribe("alone") is True
+    assert told() == [("vacated", "alone")]

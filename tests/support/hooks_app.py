@@ -5,7 +5,10 @@ serves them over aiohttp), so both paths are held to one behaviour.
 A cookie ``session=NAME`` names the user; ``banned`` is refused, ``slow`` makes
 the hook sleep past any test timeout, ``crash`` makes it raise, ``short`` gets
 a connection that expires in a second (then ``on_refresh`` decides from
-``meta``). Channels and methods named ``slow``/``crash`` do the same.
+``meta``); so do ``crash-on-refresh`` and ``slow-on-refresh``, whose first refresh
+fails that way. Channels and methods named ``slow``/``crash`` do as their names say;
+a ``...vip`` channel gives its subscriber an info of its own; the method ``context``
+answers what the hook was told of the connection.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ async def on_connect(ctx: HookContext) -> dict[str, Any]:
         "meta": {"role": "admin" if name == "alice" else "member", "keep": name != "gone"},
         "data": {"welcome": name},
     }
-    if name in ("short", "gone"):
+    if name in ("short", "gone") or name.endswith("-on-refresh"):
         result["expire_at"] = time.time() + 1
     if name == "alice":
         result["channels"] = [f"personal:{name}"]
@@ -65,6 +68,8 @@ async def on_subscribe(ctx: HookContext, channel: str, data: Any) -> dict[str, A
     await _behave(channel)
     if channel.endswith("secret"):
         raise Refuse(f"{ctx.user} may not read {channel}")
+    if channel.endswith("vip"):  # shown in this channel's presence, join and leave
+        return {"info": {"name": ctx.info["name"], "badge": "vip"}}
     return {"data": {"channel": channel, "asked": data}}
 
 
@@ -83,11 +88,15 @@ async def on_rpc(ctx: HookContext, method: str, data: Any) -> dict[str, Any]:
         return {"data": {"user": ctx.user, "client": ctx.client, "meta": ctx.meta}}
     if method == "echo":
         return {"data": data}
+    if method == "context":
+        return {"data": {"headers": ctx.headers, "remote_addr": ctx.remote_addr}}
     raise Refuse(f"no method {method!r}", 404)
 
 
 async def on_refresh(ctx: HookContext) -> dict[str, Any]:
     refreshes.append(ctx.user)
+    if ctx.user.endswith("-on-refresh") and refreshes.count(ctx.user) == 1:
+        await _behave(ctx.user.removesuffix("-on-refresh"))
     if not ctx.meta["keep"]:
         return {"expired": True}
     return {"expire_at": time.time() + 3600, "info": {"name": "Refreshed"}}
@@ -133,13 +142,15 @@ def _context(request: dict) -> HookContext:
 
 
 def proxy_app(seen: list[dict] | None = None) -> web.Application:
-    """The same hooks over HTTP, one endpoint per event (``/connect``...) and ``/notify``."""
+    """The same hooks over HTTP, one endpoint per event (``/connect``...) and ``/notify``;
+    ``seen`` gets each request's body, with its HTTP headers (names lowercased) as ``http``."""
 
     async def handle(request: web.Request) -> web.Response:
         event = request.match_info["event"]
         body = orjson.loads(await request.read())
         if seen is not None:
-            seen.append({"event": event, **body})
+            http = {name.lower(): value for name, value in request.headers.items()}
+            seen.append({"event": event, **body, "http": http})
         if event == "notify":
             await NOTIFY[body["event"]](body)
             return web.json_response({})

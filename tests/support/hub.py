@@ -187,13 +187,14 @@ async def http(
     body: bytes | None = None,
     headers: tuple[tuple[str, str], ...] = (),
     api_key: str | None = None,
+    host: str = "127.0.0.1",
 ) -> tuple[int, dict[str, str], bytes]:
     """One HTTP/1.1 request; (status, lowercased headers, body).
 
     A request may wait in the listening socket's queue, e.g. while the master is replaced.
     """
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1"]
+    reader, writer = await asyncio.open_connection(host, port)
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
     if api_key is not None:
         lines.append(f"Authorization: apikey {api_key}")
     lines += [f"{name}: {value}" for name, value in headers]
@@ -215,9 +216,14 @@ async def http(
 
 
 async def api(
-    port: int, method: str, target: str, body: Any = None, api_key: str | None = "key"
+    port: int,
+    method: str,
+    target: str,
+    body: Any = None,
+    api_key: str | None = "key",
+    host: str = "127.0.0.1",
 ) -> tuple[int, Any]:
     """A JSON API call: (status, decoded body)."""
     raw = orjson.dumps(body) if body is not None else None
-    status, _, payload = await http(port, method, target, raw, api_key=api_key)
+    status, _, payload = await http(port, method, target, raw, api_key=api_key, host=host)
     return status, orjson.loads(payload) if payload else None

@@ -29,7 +29,7 @@ from tests.support.paths import ROOT
 from tests.support.polling import until, until_blocking
 
 API_KEY = secret("test-api-key")
-LISTENING = re.compile(r"listening on https?://127\.0\.0\.1:(\d+)/")
+LISTENING = re.compile(r"listening on https?://[^/]+:(\d+)/")
 
 
 async def dev_token(port: int, user: str) -> str:
@@ -48,7 +48,8 @@ class HubProcess:
     """``python -m fastws ARGS``; what it logs (stderr) and prints (stdout) in temporary files.
 
     The port is chosen by the system on the first start and kept by later ones. Without
-    ``insecure``, ARGS or ``env`` give the token keys.
+    ``insecure``, ARGS or ``env`` give the token keys. ``host`` is the address it listens
+    on and is reached at; ``wrapper`` runs it through another program (``ip netns exec NS``).
     """
 
     def __init__(
@@ -57,8 +58,12 @@ class HubProcess:
         env: dict[str, str] | None = None,
         api_key: str | None = API_KEY,
         insecure: bool = True,
+        host: str = "127.0.0.1",
+        wrapper: tuple[str, ...] = (),
     ) -> None:
         self.args = ("--insecure", *args) if insecure else args
+        self.host = host
+        self.wrapper = wrapper
         self.extra_env = env or {}
         self.api_key = api_key
         self.port = 0
@@ -94,7 +99,10 @@ class HubProcess:
     def start(self, timeout: float = 30.0) -> HubProcess:
         """Start it and wait for its listening line (blocking; from a loop, use ``async with``)."""
         started = self.listening_ports()
-        command = [sys.executable, "-m", "fastws", "--port", str(self.port), *self.args]
+        command = [
+            *self.wrapper, sys.executable, "-m", "fastws",
+            "--host", self.host, "--port", str(self.port), *self.args,
+        ]  # fmt: skip
         with open(self.log_path, "ab") as log, open(self.stdout_path, "ab") as stdout:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=self.env(), stdout=stdout, stderr=log
@@ -212,15 +220,15 @@ class HubProcess:
     # -- HTTP -------------------------------------------------------------------------
 
     def url(self, scheme: str = "ws") -> str:
-        return f"{scheme}://127.0.0.1:{self.port}/connection"
+        return f"{scheme}://{self.host}:{self.port}/connection"
 
     async def api(self, method: str, target: str, body: object = None) -> tuple[int, object]:
         """An HTTP API call with the hub's key: (status, decoded body)."""
-        return await api(self.port, method, target, body, api_key=self.api_key)
+        return await api(self.port, method, target, body, api_key=self.api_key, host=self.host)
 
     async def probe(self, path: str) -> tuple[int, str]:
         """GET a probe (/health, /ready): (status, body text)."""
-        status, _, payload = await http(self.port, "GET", path)
+        status, _, payload = await http(self.port, "GET", path, host=self.host)
         return status, payload.decode()
 
     async def broker_status(self) -> dict:
@@ -240,7 +248,7 @@ class HubProcess:
 
     async def metrics(self) -> dict[tuple[str, tuple], float]:
         """/metrics parsed: {(sample name, sorted label pairs): value}."""
-        status, headers, payload = await http(self.port, "GET", "/metrics")
+        status, headers, payload = await http(self.port, "GET", "/metrics", host=self.host)
         assert status == 200, payload
         assert headers["content-type"].startswith("text/plain")
         return parse_metrics(payload.decode())

@@ -34,14 +34,20 @@ def nginx_binary() -> str:
     return path
 
 
-def render(upstreams: list[int], port: int) -> str:
-    """docs/nginx.conf with the hub nodes on ``upstreams`` and nginx on ``port``."""
+UPSTREAM = re.compile(r"^( *server )127\.0\.0\.1:\d+( .*\n)", re.MULTILINE)
+
+
+def render(upstreams: list[int | str], port: int) -> str:
+    """docs/nginx.conf with the hub nodes on ``upstreams`` (ports on 127.0.0.1, or
+    HOST:PORT) and nginx on ``port``; its first upstream line is the model of each."""
     text = EXAMPLE.read_text()
-    servers = re.findall(r"server 127\.0\.0\.1:(\d+)", text)
-    if len(servers) != len(upstreams):
-        raise AssertionError(f"docs/nginx.conf lists {len(servers)} upstream servers")
-    for old, new in zip(servers, upstreams, strict=True):
-        text = text.replace(f"server 127.0.0.1:{old} ", f"server 127.0.0.1:{new} ", 1)
+    servers = list(UPSTREAM.finditer(text))
+    if not servers:
+        raise AssertionError("docs/nginx.conf lists no upstream server on 127.0.0.1")
+    head, tail = servers[0].group(1), servers[0].group(2)
+    addresses = [f"127.0.0.1:{u}" if isinstance(u, int) else u for u in upstreams]
+    lines = "".join(f"{head}{address}{tail}" for address in addresses)
+    text = text[: servers[0].start()] + lines + text[servers[-1].end() :]
     text, listens = re.subn(r"listen 127\.0\.0\.1:\d+;", f"listen 127.0.0.1:{port};", text)
     if listens != 1:
         raise AssertionError("docs/nginx.conf must listen on exactly one 127.0.0.1 address")
@@ -49,10 +55,12 @@ def render(upstreams: list[int], port: int) -> str:
 
 
 class Nginx:
-    """``nginx -p PREFIX -c CONF -g 'daemon off; pid ...; error_log ...;'``."""
+    """``nginx -p PREFIX -c CONF -g 'daemon off; pid ...; error_log ...;'``; ``wrapper``
+    runs it through another program (``ip netns exec NS``)."""
 
-    def __init__(self, upstreams: list[int]) -> None:
+    def __init__(self, upstreams: list[int | str], wrapper: tuple[str, ...] = ()) -> None:
         self.binary = nginx_binary()
+        self.wrapper = wrapper
         self.port = free_port()
         self.prefix = Path(tempfile.mkdtemp(prefix="fastws-nginx-"))
         (self.prefix / "logs").mkdir()
@@ -66,7 +74,8 @@ class Nginx:
             f"error_log {self.prefix / 'logs' / 'error.log'} info;"
         )
         self.process = subprocess.Popen(
-            [self.binary, "-p", str(self.prefix), "-c", str(self.conf), "-g", directives],
+            [*self.wrapper, self.binary, "-p", str(self.prefix), "-c", str(self.conf),
+             "-g", directives],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=open(self.prefix / "logs" / "stderr.log", "wb"),  # noqa: SIM115
         )

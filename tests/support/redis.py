@@ -31,39 +31,54 @@ def redis_server_binary() -> str:
     return path
 
 
-def redis_command(port: int, *args: str, timeout: float = 2.0) -> bytes:
+def redis_command(port: int, *args: str, timeout: float = 2.0, host: str = "127.0.0.1") -> bytes:
     """Send one command, return the raw reply (enough for PING, FLUSHALL, CLIENT KILL)."""
     parts = [f"*{len(args)}\r\n".encode()]
     for arg in args:
         encoded = arg.encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(encoded), encoded))
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+    with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(b"".join(parts))
         return sock.recv(65536)
 
 
 class RedisServer:
-    """``redis-server`` on a free loopback port; ``kill`` and ``start`` again keep the port."""
+    """``redis-server`` on a free loopback port; ``kill`` and ``start`` again keep the port.
 
-    def __init__(self, port: int | None = None, *args: str) -> None:
+    ``host`` is the address it binds and is reached at; ``wrapper`` runs it through another
+    program (``ip netns exec NS``).
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *args: str,
+        host: str = "127.0.0.1",
+        wrapper: tuple[str, ...] = (),
+    ) -> None:
         self.binary = redis_server_binary()
         self.port = port or free_port()
         self.args = args  # more redis-server options, e.g. "--requirepass", "secret"
+        self.host = host
+        self.wrapper = wrapper
         self.dir = tempfile.mkdtemp(prefix="fastws-redis-")
+        self.config_file: str | None = None  # read first (a sentinel's, which it rewrites)
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         log = open(Path(self.dir) / "redis.log", "ab")  # noqa: SIM115 (the child holds it)
         with log:
             self.process = subprocess.Popen(
                 [
+                    *self.wrapper,
                     self.binary,
+                    *([self.config_file] if self.config_file else []),
                     "--port", str(self.port),
-                    "--bind", "127.0.0.1",
+                    "--bind", self.host,
                     "--save", "",
                     "--appendonly", "no",
                     "--dir", self.dir,
@@ -79,7 +94,8 @@ class RedisServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if redis_command(self.port, "PING", timeout=0.5).startswith((b"+PONG", b"-NOAUTH")):
+                pong = redis_command(self.port, "PING", timeout=0.5, host=self.host)
+                if pong.startswith((b"+PONG", b"-NOAUTH")):
                     return self
             except OSError:
                 pass
@@ -94,7 +110,7 @@ class RedisServer:
             self.process.wait(10)
 
     def command(self, *args: str) -> bytes:
-        return redis_command(self.port, *args)
+        return redis_command(self.port, *args, host=self.host)
 
     def log(self) -> str:
         path = Path(self.dir) / "redis.log"

@@ -7,7 +7,8 @@ type Kind = "uint" | "bool" | "string" | "data" | "json" | "message" | "repeated
 /** A message's fields: name -> [field number, kind, message type, optional]. */
 type Schema = Record<string, [number, Kind, string?, boolean?]>;
 
-const SCHEMAS: Record<string, Schema> = {
+/** Exported for the test that compares it with hub.proto. */
+export const SCHEMAS: Record<string, Schema> = {
   Reply: {
     id: [1, "uint"], error: [2, "message", "Error", true], push: [3, "message", "Push", true],
     connect: [4, "message", "ConnectResult", true], subscribe: [5, "message", "SubscribeResult", true],
@@ -69,7 +70,7 @@ const SCHEMAS: Record<string, Schema> = {
 };
 
 /** The request message and its field number in `Command`, per method. */
-const REQUESTS: Record<string, [number, string]> = {
+export const REQUESTS: Record<string, [number, string]> = {
   connect: [2, "ConnectRequest"], subscribe: [3, "SubscribeRequest"], unsubscribe: [4, "UnsubscribeRequest"],
   publish: [5, "PublishRequest"], send: [6, "SendRequest"], presence: [7, "PresenceRequest"],
   history: [8, "HistoryRequest"], ping: [9, "PingRequest"], refresh: [10, "RefreshRequest"],

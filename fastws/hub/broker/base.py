@@ -9,6 +9,15 @@ fits the same shape:
   to a channel while it has local subscribers, and only those channels reach
   its sink (Redis: one pub/sub subscription per node per channel). They take
   effect in the order they are called.
+- occupancy: the broker counts the nodes subscribed to each channel, so that
+  exactly one node in the cluster learns that a channel got its first
+  subscribed node (``subscribe`` answers True) or lost its last one
+  (``unsubscribe`` answers True). A node that disappears without unsubscribing
+  (a killed worker, a node whose lease in Redis expired) is dropped from those
+  counts, and one live node is told of each channel that left vacated
+  (``on_channel_vacated``); a node taken for gone that was not counts itself
+  again, and is told of the channels that this makes occupied
+  (``on_channel_occupied``).
 - ``publish`` assigns the next offset, appends to history and fans out in one
   step (Redis: one Lua script), so history and the live stream never disagree.
 - history holds each channel's recent publications under a stream position
@@ -99,8 +108,17 @@ class BrokerUnavailable(WebSocketError):
     """The broker cannot serve the call now (error 503 to clients, /ready says 503)."""
 
 
+class BrokerOverloaded(BrokerUnavailable):
+    """The call waited its longest for a free connection to the broker and was not made:
+    the broker is busy, not down (error 503, try again later; /ready stays 200)."""
+
+
 class BrokerSink(Protocol):
-    """What a broker calls on its node; called on the event loop, never concurrently."""
+    """What a broker calls on its node; called on the event loop, never concurrently.
+
+    ``id`` names the node in the cluster (the Redis broker counts occupancy by it)."""
+
+    id: str
 
     def on_publication(self, channel: str, publication: Publication) -> None: ...
 
@@ -114,6 +132,14 @@ class BrokerSink(Protocol):
 
     def on_control(self, data: bytes) -> None: ...
 
+    def on_channel_vacated(self, channel: str) -> None:
+        """A node that is gone held the last subscription to ``channel``; of all the
+        nodes, only this one is told."""
+
+    def on_channel_occupied(self, channel: str) -> None:
+        """This node, counted again after it was taken for gone, is the only one
+        subscribed to ``channel``."""
+
 
 class Broker:
     """The interface; every method may raise ``BrokerUnavailable``."""
@@ -121,6 +147,10 @@ class Broker:
     inline = False
     """True when no method ever suspends (the in-memory broker): the node then runs
     commands to completion at once instead of creating a task per command."""
+
+    counts_occupancy = True
+    """False when ``subscribe``/``unsubscribe`` cannot tell occupied and vacated channels
+    (they answer None): the hub then refuses hooks on those events at start."""
 
     presence_expires = False
     """True when presence entries expire unless re-added every ``presence_ttl / 3``."""
@@ -144,6 +174,11 @@ class Broker:
     def sizes(self) -> BrokerSizes | None:
         """What the broker holds in this process; None when it is held elsewhere."""
         return None
+
+    @property
+    def overloaded(self) -> int:
+        """Calls turned away since start because too many waited (``BrokerOverloaded``)."""
+        return 0
 
     async def start(self, sink: BrokerSink) -> None:
         """Connect and start delivering to ``sink``."""
@@ -234,6 +269,7 @@ class Broker:
 __all__ = [
     "Broker",
     "BrokerSink",
+    "BrokerOverloaded",
     "BrokerSizes",
     "BrokerUnavailable",
     "ClientInfo",

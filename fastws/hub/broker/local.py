@@ -10,11 +10,30 @@ workers interested in a channel and user messages and disconnects to all.
 Why in the master: history and epochs then outlive a worker reload, and every
 client sees the same streams whichever worker accepted it, without Redis.
 
+Occupancy: the master counts the workers subscribed to each channel, so the
+worker whose ``subscribe`` makes a channel occupied, or whose ``unsubscribe``
+leaves it vacated, is the one told. A worker that dies holding the last
+subscription of a channel leaves it vacated too: the master tells the newest
+live worker (``VACATED``), or the next one to attach if none is left, so the
+hook runs exactly once, where hooks run.
+
 Ordering: each worker has one stream to the master, and the memory broker runs
 a request to completion before the next, so a worker receives events and
 replies in the order they happened. Subscribing is therefore as safe as with
 any remote broker: once ``subscribe`` is answered, every later publication of
 the channel reaches the worker after it.
+
+Upgrade: the master that replaces this one (SIGUSR2) takes over the broker
+(``state``, ``restore``, see ``handover.py``). The old master first
+``freeze``s: every request read from then on is refused (FAILURE, the worker's
+caller gets BrokerUnavailable and nothing is stored), and it waits until the
+replies to the requests it ran are ``flushed`` into the kernel, where the
+worker reads them even after the master's end is gone. Only then, in the same
+loop turn as the exec, is the state taken. So each request is exactly one of:
+run, in the state handed over and answered; or refused, in neither. What the
+old workers held (interest, presence of clients still connected to them while
+they drain) becomes ``orphans`` of the new master, kept until ``release`` is
+called when that worker process has exited, as if it had died then.
 
 Messages (msgpack arrays):
 
@@ -25,6 +44,7 @@ Messages (msgpack arrays):
                        [USER_MESSAGE, user, sender, data]
                        [DISCONNECT_USER, user, code, reason]
                        [CONTROL, data]
+                       [VACATED, channel]
 """
 
 from __future__ import annotations
@@ -32,7 +52,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
 from fastws.hub.broker.base import (
@@ -45,12 +65,14 @@ from fastws.hub.broker.base import (
     PublishOptions,
     StreamPosition,
 )
+from fastws.hub.broker.handover import INT, LIST, TEXT, rows, strings
 from fastws.hub.ipc import MessageStream, PendingRequests, packb
 
 logger = logging.getLogger("fastws.hub")
 
 REQUEST, REPLY, FAILURE = 0, 1, 2
 PUBLICATION, JOIN, LEAVE, USER_MESSAGE, DISCONNECT_USER, CONTROL = 10, 11, 12, 13, 14, 15
+VACATED = 16
 
 
 def _now(coro: Coroutine) -> Any:
@@ -68,11 +90,13 @@ def _info(info: ClientInfo) -> list:
 
 
 class _Peer:
-    """One worker as the master sees it: its link, interests and presence entries."""
+    """One worker as the master sees it: its link, interests and presence entries
+    (no link for a worker of the master this one replaced)."""
 
-    def __init__(self, host: BrokerHost, name: str) -> None:
+    def __init__(self, host: BrokerHost, name: str, pid: int) -> None:
         self.host = host
         self.name = name
+        self.pid = pid
         self.stream: MessageStream | None = None
         self.channels: set[str] = set()
         self.presence: set[tuple[str, str]] = set()
@@ -95,8 +119,11 @@ class BrokerHost:
         if not broker.inline:
             raise ValueError("only a broker that never suspends can be shared by the master")
         self.broker = broker
-        self.peers: set[_Peer] = set()
+        self.peers: dict[_Peer, None] = {}  # in the order they attached
         self.interest: dict[str, set[_Peer]] = {}
+        self.untold: list[str] = []  # vacated by a dead worker while no other was attached
+        self.orphans: dict[int, _Peer] = {}  # by pid: workers of the master replaced
+        self.frozen = False
         self.requests = 0
         self._methods: dict[str, Callable[..., Any]] = {
             "subscribe": self._subscribe,
@@ -125,18 +152,74 @@ class BrokerHost:
                 await peer.stream.close()
         await self.broker.close()
 
-    async def attach(self, sock: socket.socket, name: str) -> _Peer:
-        """Serve one worker over ``sock`` (the master's end of its socket pair)."""
-        peer = _Peer(self, name)
+    async def attach(self, sock: socket.socket, name: str, pid: int) -> _Peer:
+        """Serve the worker process ``pid`` over ``sock`` (the master's end of its socket
+        pair)."""
+        peer = _Peer(self, name, pid)
         peer.stream = await MessageStream.open(sock, peer.on_message, peer.on_lost)
-        self.peers.add(peer)
+        self.peers[peer] = None
+        for channel in self.untold:
+            peer.stream.send([VACATED, channel])
+        self.untold.clear()
         return peer
+
+    # -- handing over (upgrade) ----------------------------------------------------------
+
+    def freeze(self) -> None:
+        """Refuse every request from now on: the state is about to be handed over."""
+        self.frozen = True
+
+    def thaw(self) -> None:
+        """Serve requests again (the upgrade failed)."""
+        self.frozen = False
+
+    def flushed(self) -> bool:
+        """Write every queued reply and event now; True when the kernel took them all."""
+        return all(peer.stream.flushed() for peer in self.peers if peer.stream is not None)
+
+    def state(self) -> dict:
+        """The broker's state and what each worker process holds in it (``handover.py``)."""
+        workers = [
+            [peer.pid, sorted(peer.channels), [list(entry) for entry in sorted(peer.presence)]]
+            for peer in (*self.peers, *self.orphans.values())
+        ]
+        return {**self.broker.state(), "workers": workers, "untold": list(self.untold)}
+
+    def restore(self, state: dict, alive: Collection[int]) -> None:
+        """Take over ``state`` from the master this one replaced (after ``start``, before
+        any worker attaches). What the workers in ``alive`` held stays theirs until
+        ``release``; what the others held is dropped now. HandoverRefused, with nothing
+        changed, when ``state`` is not such a state."""
+        workers = rows(state.get("workers"), (INT, LIST, LIST), "workers")
+        for pid, channels, presence in workers:
+            strings(channels, f"channels of worker {pid}")
+            rows(presence, (TEXT, TEXT), f"presence of worker {pid}")
+        untold = strings(state.get("untold"), "untold")
+        self.broker.restore(state)
+        self.untold = list(untold)
+        for pid, channels, presence in workers:
+            peer = _Peer(self, f"worker pid {pid} of the replaced master", pid)
+            for channel in channels:
+                self._subscribe(peer, channel)
+            peer.presence = {(channel, client) for channel, client in presence}
+            self.orphans[pid] = peer
+        for pid in [pid for pid in self.orphans if pid not in alive]:
+            self.release(pid)
+
+    def release(self, pid: int) -> None:
+        """The worker ``pid`` of the replaced master has exited: drop what it held."""
+        peer = self.orphans.pop(pid, None)
+        if peer is not None:
+            self._forget(peer)
 
     # -- requests --------------------------------------------------------------------
 
     def _request(self, peer: _Peer, message: Any) -> None:
         request_id = message[1]
         self.requests += 1
+        if self.frozen:
+            peer.stream.send([FAILURE, request_id, "the master is being replaced"])
+            return
         try:
             result = self._methods[message[2]](peer, *message[3:])
         except BrokerUnavailable as exc:
@@ -225,10 +308,16 @@ class BrokerHost:
         return _now(self.broker.nodes())
 
     def _forget(self, peer: _Peer) -> None:
-        """A worker is gone: drop its interests and the presence of its clients."""
-        self.peers.discard(peer)
-        for channel in list(peer.channels):
-            self._unsubscribe(peer, channel)
+        """A worker is gone: drop its interests and the presence of its clients; the
+        channels it alone held are vacated, which one live worker is told."""
+        self.peers.pop(peer, None)
+        vacated = [channel for channel in list(peer.channels) if self._unsubscribe(peer, channel)]
+        told = next(reversed(self.peers), None)
+        for channel in vacated:
+            if told is not None:
+                told.stream.send([VACATED, channel])
+            else:
+                self.untold.append(channel)
         if self.broker.healthy:
             for channel, client in peer.presence:
                 _now(self.broker.remove_presence(channel, client))
@@ -241,7 +330,8 @@ class BrokerHost:
         if peers:
             data = packb(message)
             for peer in peers:
-                peer.stream.send_packed(data)
+                if peer.stream is not None:  # not an orphan
+                    peer.stream.send_packed(data)
 
     def _to_all(self, message: list) -> None:
         data = packb(message)
@@ -336,6 +426,8 @@ class LocalBroker(Broker):
             sink.on_disconnect_user(*message[1:])
         elif kind == CONTROL:
             sink.on_control(message[1])
+        elif kind == VACATED:
+            sink.on_channel_vacated(message[1])
 
     # -- the Broker interface ------------------------------------------------------------
 

@@ -7,6 +7,9 @@ is subscribed to and that saw no publication for ``history_meta_ttl`` seconds
 is dropped; if the channel is used again it starts a new epoch, which is how
 clients learn that what they remember of it can no longer be checked.
 
+``state`` and ``restore`` carry all of it to another process (the master that
+replaces this one on an upgrade, see ``handover.py``), times made relative.
+
 No method ever suspends (``inline``), so a hub node runs commands against it
 to completion without a task each.
 """
@@ -31,6 +34,17 @@ from fastws.hub.broker.base import (
     StreamPosition,
     new_epoch,
 )
+from fastws.hub.broker.handover import (
+    BYTES,
+    BYTES_OR_NONE,
+    INT,
+    LIST,
+    NUMBER,
+    TEXT,
+    TEXT_OR_NONE,
+    HandoverRefused,
+    rows,
+)
 
 CLEANUP_INTERVAL = 60.0
 
@@ -38,8 +52,8 @@ CLEANUP_INTERVAL = 60.0
 class _Stream:
     __slots__ = ("epoch", "offset", "items", "touched")
 
-    def __init__(self, now: float) -> None:
-        self.epoch = new_epoch()
+    def __init__(self, now: float, epoch: str | None = None) -> None:
+        self.epoch = epoch or new_epoch()
         self.offset = 0
         self.items: deque[tuple[float, Publication]] = deque()  # (expires at, publication)
         self.touched = now
@@ -79,6 +93,63 @@ class MemoryBroker(Broker):
         held = sum(len(stream.items) for stream in self._streams.values())
         present = sum(len(clients) for clients in self._presence.values())
         return BrokerSizes(len(self._streams), held, present)
+
+    def state(self) -> dict:
+        """Streams, history, presence and node announcements as plain values. Expiry
+        times become the seconds left and ``touched`` an age: a monotonic clock means
+        nothing in another process. Interest is not kept: it is the nodes' to give."""
+        now = self._clock()
+        streams = []
+        for channel, stream in self._streams.items():
+            stream.expire(now)
+            items = [[expires - now, p.offset, p.data, p.user] for expires, p in stream.items]
+            streams.append([channel, stream.epoch, stream.offset, now - stream.touched, items])
+        presence = [
+            [channel, info.client, info.user, info.info]
+            for channel, clients in self._presence.items()
+            for info in clients.values()
+        ]
+        nodes = [[node, expires - now, info] for node, (expires, info) in self._nodes.items()]
+        return {"streams": streams, "presence": presence, "nodes": nodes}
+
+    def restore(self, state: dict) -> None:
+        """Hold what ``state`` (from ``state()`` of another broker) holds, in place of
+        what this one held; HandoverRefused, with nothing changed, when it is not such
+        a state (wrong types, or history that is not a run of consecutive offsets)."""
+        now = self._clock()
+        streams: dict[str, _Stream] = {}
+        for channel, epoch, offset, idle, items in rows(
+            state.get("streams"), (TEXT, TEXT, INT, NUMBER, LIST), "streams"
+        ):
+            if not epoch or offset < 0:
+                raise HandoverRefused(f"stream {channel}: epoch {epoch!r} at offset {offset}")
+            stream = streams[channel] = _Stream(now - idle, epoch)
+            stream.offset = offset
+            for ttl, item_offset, data, user in rows(
+                items, (NUMBER, INT, BYTES, TEXT_OR_NONE), f"history of {channel}"
+            ):
+                publication = Publication(item_offset, epoch, data, user)
+                stream.items.append((now + ttl, publication))
+            offsets = [p.offset for _, p in stream.items]
+            if offsets and (
+                offsets != list(range(offsets[0], offsets[-1] + 1))
+                or offsets[0] < 1
+                or offsets[-1] > offset
+            ):
+                raise HandoverRefused(
+                    f"history of {channel}: offsets {offsets[0]}..{offsets[-1]} are not "
+                    f"consecutive up to the stream's offset {offset}"
+                )
+        presence: dict[str, dict[str, ClientInfo]] = {}
+        for channel, client, user, info in rows(
+            state.get("presence"), (TEXT, TEXT, TEXT, BYTES_OR_NONE), "presence"
+        ):
+            presence.setdefault(channel, {})[client] = ClientInfo(client, user, info)
+        nodes = {
+            node: (now + ttl, info)
+            for node, ttl, info in rows(state.get("nodes"), (TEXT, NUMBER, BYTES), "nodes")
+        }
+        self._streams, self._presence, self._nodes = streams, presence, nodes
 
     async def start(self, sink: BrokerSink) -> None:
         self._sink = sink

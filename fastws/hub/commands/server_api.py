@@ -9,7 +9,9 @@
 Every command of the HTTP API is a method of the same name taking the same fields as
 keyword arguments, checked the same way; a result is what ``result`` holds over HTTP, a
 refusal raises ``HubError`` with the code HTTP would answer. Publication data may be any
-JSON-ready value, or bytes (binary data).
+JSON-ready value, or bytes (binary data). Results are plain Python values, decoded from the
+JSON HTTP would send: the commands embed stored data as encoded JSON, which a caller
+could not read.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from fastws.hub.commands.context import Context
 from fastws.hub.commands.spec import as_hub_error
@@ -38,12 +42,13 @@ class ServerApi:
         if command is None:
             raise codes.HubError(codes.NOT_FOUND, f"no server API command {method!r}")
         try:
-            return await command.run(self.context, params)
+            result = await command.run(self.context, params)
         except Exception as exc:
             error = as_hub_error(exc)
             if error is None or error is exc:
                 raise
             raise error from exc
+        return orjson.loads(orjson.dumps(result))
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
         if name in API_COMMANDS:

@@ -42,22 +42,26 @@ from fastws.hub.protocol import data as hub_data
 
 logger = logging.getLogger("fastws.hub")
 
+OCCUPANCY = ("channel_occupied", "channel_vacated")  # counted by the broker, for the whole hub
 BACKEND_FAILED = "the application's backend failed to answer; try again later"
 
 
 class Hooks:
-    """The hooks in force: per event, the module's function or else the proxy endpoint."""
+    """The hooks in force: per event, the module's function or else the proxy endpoint.
+    ``module``, when given, is used in place of the module ``config.hooks`` names."""
 
-    def __init__(self, config: HubConfig) -> None:
-        self.module = ModuleHooks(config.hooks) if config.hooks else None
+    def __init__(self, config: HubConfig, module: object | None = None) -> None:
+        source = module if module is not None else config.hooks
+        self.module = ModuleHooks(source) if source else None
         endpoints = {
             event: url
             for event in EVENTS
             if (url := getattr(config, f"proxy_{event}_endpoint")) is not None
         }
         notify = config.proxy_notify_endpoint
-        headers = {"User-Agent": "fastws-hub"}
-        self.proxy = ProxyHooks(endpoints, notify, headers) if endpoints or notify else None
+        static = config.proxy_static_headers
+        events = config.proxy_notify_events
+        self.proxy = ProxyHooks(endpoints, notify, static, events) if endpoints or notify else None
         self.timeouts = {
             event: getattr(config, f"{event}_hook_timeout") for event in (*EVENTS, "notify")
         }
@@ -71,9 +75,40 @@ class Hooks:
     def has(self, event: str) -> bool:
         return event in self._backends
 
+    def refuse_occupancy(self, broker: str) -> None:
+        """Raise ConfigError when channel_occupied or channel_vacated is hooked: ``broker``
+        does not count the nodes of each channel, so it could never tell them."""
+        hooked = [e for e in OCCUPANCY if e in self._backends]
+        if not hooked:
+            return
+        why = (
+            f"hooks: {' and '.join(hooked)} cannot be told with the {broker}, which does not "
+            "count the nodes of each channel (docs/deployment.md)"
+        )
+        if any(self._backends[e] is self.proxy for e in hooked):
+            why += (
+                "; proxy_notify_endpoint can still get disconnect: "
+                'set proxy_notify_events = ["disconnect"]'
+            )
+        raise ConfigError(why)
+
     @property
     def empty(self) -> bool:
-        return not self._backends
+        return not self._backends and not (self.module and self.module.functions)
+
+    async def start(self, api: Any) -> None:
+        """The module's ``on_start(api)``: a failure stops the hub from starting."""
+        if self.module is not None:
+            await self.module.start(api)
+
+    async def stop(self) -> None:
+        """The module's ``on_stop()``, bounded like a notification; a failure is logged."""
+        if self.module is None:
+            return
+        try:
+            await asyncio.wait_for(self.module.stop(), self.timeouts["notify"])
+        except Exception as exc:
+            logger.warning("fastws hub: the stop hook failed: %s", _why(exc))
 
     def close(self) -> None:
         if self.proxy is not None:
@@ -140,12 +175,15 @@ def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def load_hooks(config: HubConfig) -> Hooks | None:
-    """The configured hooks, or None when nothing is hooked."""
-    hooks = Hooks(config)
+def load_hooks(config: HubConfig, module: object | None = None) -> Hooks | None:
+    """The configured hooks (with ``module`` in place of ``config.hooks`` when given),
+    or None when nothing is hooked."""
+    hooks = Hooks(config, module)
     if hooks.empty:
-        if config.hooks:
-            raise ConfigError(f"hooks: {config.hooks!r} defines none of the on_* hook functions")
+        if hooks.module is not None:
+            raise ConfigError(
+                f"hooks: {hooks.module.name!r} defines none of the on_* hook functions"
+            )
         return None
     return hooks
 

@@ -28,9 +28,12 @@ Signals:
   ``FASTWS_INTERNAL_LISTEN_FD``); the port is never closed. Secret options
   (``jwt_secret``, ``api_key``, a broker URL with a password) do not go on the
   new command line, where ``ps`` would show them: they pass through an
-  inherited pipe named by ``FASTWS_INHERITED_SECRETS_FD``, read once and closed. The old workers lose their master, drain and exit. With the memory
-  broker its content is lost (new epochs: clients resubscribe with
-  recovered: false); with Redis nothing is.
+  inherited pipe named by ``FASTWS_INHERITED_SECRETS_FD``, read once and closed.
+  With the memory broker, its whole state (streams, epochs, history,
+  presence) goes over too, in an unlinked file named by
+  ``FASTWS_INHERITED_BROKER_FD`` (``broker/handover.py``; how no request falls
+  between the two masters: ``broker/local.py``), so reconnecting clients
+  recover. The old workers lose their master, drain and exit.
 - SIGTERM, SIGINT: shut down. Workers stop accepting, send every client a
   ``disconnect`` push (1001, reconnect: true), wait for the close handshakes
   up to ``shutdown_timeout``, flush the broker and exit; then the master exits 0.
@@ -44,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -55,7 +59,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from fastws.hub.broker import create_broker
+from fastws.hub.broker import create_broker, handover
 from fastws.hub.broker.local import BrokerHost
 from fastws.hub.config import SECRET_OPTIONS, ConfigError, HubConfig, env_name, redact_url
 from fastws.hub.ipc import MessageStream, PendingRequests
@@ -78,29 +82,54 @@ INTERNAL_LISTEN_FD_VARIABLE = "FASTWS_INTERNAL_LISTEN_FD"
 INHERITED_VARIABLE = "FASTWS_INHERITED_PIDS"
 SECRETS_FD_VARIABLE = "FASTWS_INHERITED_SECRETS_FD"
 DEV_SECRET_VARIABLE = "FASTWS_INHERITED_DEV_SECRET"  # dev tokens stay valid across an upgrade
+BROKER_FD_VARIABLE = "FASTWS_INHERITED_BROKER_FD"
 HANDOVER = (
     LISTEN_FD_VARIABLE,
     INTERNAL_LISTEN_FD_VARIABLE,
     INHERITED_VARIABLE,
     SECRETS_FD_VARIABLE,
     DEV_SECRET_VARIABLE,
+    BROKER_FD_VARIABLE,
 )
 SECRET_VARIABLES = {env_name(name) for name in (*SECRET_OPTIONS, "broker")}
 """Variables that may hold a secret (the broker URL a password), not passed on to workers:
 they get their configuration over the control link."""
 BACKLOG = 4096
+BIND_WAIT = 10.0  # seconds a port still held (by a previous hub dying) is tried again
+BIND_RETRY_INTERVAL = 0.5
 SNAPSHOT_TIMEOUT = 1.0
 STABLE_AFTER = 10.0  # seconds of life after which a worker's exit is not a quick failure
 MAX_BACKOFF = 10.0
 EXIT_GRACE = 5.0  # seconds past its own deadlines before a worker is killed
+FLUSH_TIMEOUT = 2.0  # seconds an upgrade waits for workers to take the broker's last replies
 
 
 class WorkerFailed(ConfigError):
     """A worker could not start (bad certificate, broker URL...): its own message."""
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket for ``host``/``port`` (the first address found)."""
+def bind(host: str, port: int, wait: float = BIND_WAIT) -> socket.socket:
+    """The listening socket for ``host``/``port`` (the first address found). A port in
+    use is tried again for up to ``wait`` seconds: right after a hub was killed, its
+    workers may still hold the listening socket while they die (closing thousands of
+    connections takes a while), and a supervisor restarting it at once would fail."""
+    deadline = time.monotonic() + wait
+    warned = False
+    while True:
+        try:
+            return _bind_once(host, port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+            if not warned:
+                logger.warning(
+                    "fastws hub: %s:%s is in use, trying again for up to %g s", host, port, wait
+                )
+                warned = True
+            time.sleep(BIND_RETRY_INTERVAL)
+
+
+def _bind_once(host: str, port: int) -> socket.socket:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
@@ -250,6 +279,7 @@ class Supervisor:
         self._stop: asyncio.Future | None = None
         self._stopping = False
         self._reloading = False
+        self._upgrading = False
         self._started = False  # the first generation is serving
         self._tasks: set[asyncio.Task] = set()
 
@@ -261,7 +291,7 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._request_stop, sig)
         loop.add_signal_handler(signal.SIGHUP, self._spawn_task, self.reload)
-        loop.add_signal_handler(signal.SIGUSR2, self.upgrade)
+        loop.add_signal_handler(signal.SIGUSR2, self._spawn_task, self.upgrade)
         self.lag.start()
         try:
             await self._start_broker()
@@ -318,9 +348,31 @@ class Supervisor:
 
     async def _start_broker(self) -> None:
         broker = create_broker(self.config, "master")
-        if broker is not None:
-            self.host = BrokerHost(broker)
-            await self.host.start()
+        handed = os.environ.pop(BROKER_FD_VARIABLE, None)
+        if broker is None:
+            if handed:
+                os.close(int(handed))  # the broker moved to Redis: nothing to take over
+            return
+        self.host = BrokerHost(broker)
+        await self.host.start()
+        if handed:
+            self._take_over(int(handed))
+
+    def _take_over(self, fd: int) -> None:
+        """Hold the memory broker's state the master this one replaced handed over."""
+        try:
+            self.host.restore(handover.read(fd), self.inherited)
+        except (handover.HandoverRefused, OSError) as exc:
+            logger.error(
+                "fastws hub: the broker state handed over is refused, starting empty: %s", exc
+            )
+            return
+        sizes = self.host.broker.sizes()
+        logger.info(
+            "fastws hub: took over the memory broker: %d streams, %d publications, "
+            "%d presence entries",
+            *sizes,
+        )
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -379,7 +431,9 @@ class Supervisor:
             control_ours, lambda message: self._on_control(worker, message)
         )
         if broker_ours is not None:
-            await self.host.attach(broker_ours, f"worker {worker.slot} (pid {worker.pid})")
+            await self.host.attach(
+                broker_ours, f"worker {worker.slot} (pid {worker.pid})", worker.pid
+            )
         worker.send(
             {
                 "t": "config",
@@ -564,18 +618,51 @@ class Supervisor:
 
     # -- upgrade (SIGUSR2) -----------------------------------------------------------------
 
-    def upgrade(self) -> None:
-        """Re-execute this master (the installed fastws), keeping the listening socket."""
+    async def upgrade(self) -> None:
+        """Re-execute this master (the installed fastws), keeping the listening socket
+        and handing over the memory broker's state."""
         if self._stopping:
             return
         if not self._started:
             logger.warning("fastws hub: SIGUSR2 ignored: the workers are still starting")
+            return
+        if self._upgrading:
+            logger.warning("fastws hub: SIGUSR2 ignored: an upgrade is already in progress")
             return
         try:
             self.load_config()
         except ConfigError as exc:
             logger.error("fastws hub: upgrade refused, the configuration is invalid: %s", exc)
             return
+        self._upgrading = True
+        try:
+            if self.host is not None:
+                await self._freeze_broker()
+                if self._stopping:  # a SIGTERM came while it waited: no upgrade
+                    return
+            self._exec()
+        finally:
+            self._upgrading = False
+            if self.host is not None:
+                self.host.thaw()  # still here: the exec failed
+
+    async def _freeze_broker(self) -> None:
+        """Refuse broker requests from now on and wait until the workers' links hold no
+        reply of this process (the state is taken right after, in the same loop turn)."""
+        self.host.freeze()
+        deadline = time.monotonic() + FLUSH_TIMEOUT
+        while not self.host.flushed():
+            if time.monotonic() > deadline:
+                logger.warning(
+                    "fastws hub: a worker did not take the broker's last replies within %g s; "
+                    "its callers may see errors for calls that took effect",
+                    FLUSH_TIMEOUT,
+                )
+                return
+            await asyncio.sleep(0.005)
+
+    def _exec(self) -> None:
+        """Hand everything over and become the new master; returns only if the exec failed."""
         pids = [w.pid for w in (*self.current.values(), *self.retiring) if w.pid is not None]
         pids += self.inherited
         argv, secrets = upgrade_command(self.flags, self.config_path)
@@ -588,12 +675,24 @@ class Supervisor:
             handed.append(self.internal_sock.fileno())
         if self.config.insecure:
             env[DEV_SECRET_VARIABLE] = self.dev_secret
+        opened = []  # descriptors made for the new master, closed if the exec fails
+        if self.host is not None:
+            # In the loop turn where _freeze_broker found every reply flushed: no request
+            # has run since, and none will.
+            try:
+                state = handover.write(self.host.state())
+            except OSError as exc:
+                logger.error("fastws hub: upgrade failed, cannot write the broker state: %s", exc)
+                return
+            env[BROKER_FD_VARIABLE] = str(state)
+            opened.append(state)
         if secrets:
             reader, writer = os.pipe()  # small: the write fits in the pipe's buffer
             with os.fdopen(writer, "wb") as pipe:
                 pipe.write(json.dumps(secrets).encode())
             env[SECRETS_FD_VARIABLE] = str(reader)
-            handed.append(reader)
+            opened.append(reader)
+        handed += opened
         logger.info(
             "fastws hub: upgrading (SIGUSR2): re-executing %s; %d old workers drain",
             " ".join(argv),
@@ -610,8 +709,8 @@ class Supervisor:
         except OSError as exc:
             for fd in handed:
                 os.set_inheritable(fd, False)
-            if secrets:
-                os.close(reader)
+            for fd in opened:
+                os.close(fd)
             logger.error("fastws hub: upgrade failed, this master goes on: %s", exc)
 
     async def _reap_inherited(self) -> None:
@@ -629,6 +728,8 @@ class Supervisor:
                 done = pid
             if done:
                 self.inherited.remove(pid)
+                if self.host is not None:
+                    self.host.release(pid)
                 logger.debug("fastws hub: old worker pid %d exited", pid)
 
     def _running(self) -> list[WorkerProcess]:

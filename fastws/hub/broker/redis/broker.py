@@ -2,6 +2,9 @@
 
     python -m fastws --broker redis://127.0.0.1:6379/0
     python -m fastws --broker redis://10.0.0.1:6379,redis://10.0.0.2:6379   # two shards
+    python -m fastws --broker redis+cluster://10.0.0.1:6379,10.0.0.2:6379   # a Redis Cluster
+    python -m fastws --broker redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster
+    python -m fastws --broker rediss://redis.internal:6380 --broker-tls-ca ca.pem  # TLS
 
 What lives where (key names and record formats in ``scripts.py``):
 
@@ -19,8 +22,22 @@ What lives where (key names and record formats in ``scripts.py``):
 - Presence: a hash per channel, each entry carrying its expiry; the owning node
   re-adds its entries every ``presence_ttl / 3``, so the entries of a node that
   died vanish at most ``presence_ttl`` seconds after it did.
+- Occupancy: the nodes subscribed to each channel are counted on the first
+  server (``scripts.py``), each node under a lease it renews every
+  ``node_ttl / 3`` seconds. A node that dies keeps its channels for the rest
+  of its lease, ``node_ttl`` at most; the first live node to renew its own
+  lease after that drops it and is told of the channels it left vacated. So
+  a dead node's last channels are told vacated between ``2/3 node_ttl`` and
+  ``4/3 node_ttl`` seconds after it died. A node that finds its own lease
+  gone (it was cut off that long, or Redis lost its data) counts its channels
+  again, and is told of those that this makes occupied.
 - Shards: a channel's keys and pub/sub channel all live on the server picked by
   ``crc32(channel) % N``; a user's messages go through ``crc32(user) % N``.
+- A Redis Cluster is one shard (``cluster.py``): redis-py's cluster client
+  sends each command to the node owning its keys' slot (a channel's keys share
+  one through their hash tag), and pub/sub is sharded where the servers have it.
+  A master found through Sentinel is one shard too (``sentinel.py``), located
+  again before every probe.
 
 Failures. Each server is a ``Shard`` (``shard.py``) with its own circuit
 breaker: open after ``failure_threshold`` failed commands in a row or at once
@@ -35,6 +52,10 @@ epoch) and the node ends those subscriptions with an ``unsubscribe`` push
 (code 2500, connections kept), so their clients subscribe again from their
 position and learn ``recovered: false``. A node that cannot reach Redis at
 start runs, not ready, and keeps probing.
+
+Load is not a failure. A server serves ``POOL_SIZE`` calls at once; the others
+queue for a connection (``slots.py``) up to ``queue_timeout`` seconds, and only
+then fail, as ``BrokerOverloaded`` (503), without touching the circuit.
 
 With ``local_delivery_on_outage``, publications made while a server is down are
 delivered to this node's own subscribers under a local epoch (``local-...``):
@@ -65,8 +86,12 @@ from fastws.hub.broker.base import (
     new_epoch,
 )
 from fastws.hub.broker.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from fastws.hub.broker.redis.cluster import ClusterShard
 from fastws.hub.broker.redis.pubsub import PubSubError
-from fastws.hub.broker.redis.shard import Shard
+from fastws.hub.broker.redis.sentinel import SentinelShard
+from fastws.hub.broker.redis.shard import QUEUE_TIMEOUT, Shard
+from fastws.hub.broker.redis.tls import RedisTLS
+from fastws.hub.broker.resync import missed, newer
 
 logger = logging.getLogger("fastws.hub")
 
@@ -88,37 +113,56 @@ class RedisBroker(Broker):
         urls: list[str],
         *,
         timeout: float = 2.0,
+        queue_timeout: float = QUEUE_TIMEOUT,
         failure_threshold: int = 3,
         cooldown: float = 1.0,
         cooldown_max: float = 30.0,
         presence_ttl: float = 60.0,
+        node_ttl: float = 6.0,
         history_meta_ttl: float = 86400.0,
         local_delivery_on_outage: bool = False,
+        tls: RedisTLS | None = None,
+        cluster_pubsub: str = "auto",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``urls``: one per server (client-side shards), or a single ``redis+cluster://``
+        or ``redis+sentinel://`` URL. ``tls`` applies to ``rediss...`` URLs.
+        ``cluster_pubsub``: ``sharded`` (SSUBSCRIBE), ``classic`` (SUBSCRIBE) or ``auto``
+        (sharded where the cluster's servers have it). ``timeout`` bounds a call on the
+        wire, ``queue_timeout`` its wait for one of a server's connections (``slots.py``)."""
         if not urls:
             raise ValueError("at least one Redis URL is needed")
         self.timeout = timeout
         self.presence_ttl = presence_ttl
+        self.node_ttl = node_ttl
         self.history_meta_ttl = history_meta_ttl
         self.local_delivery_on_outage = local_delivery_on_outage
-        self.shards = [
-            Shard(
-                url,
-                CircuitBreaker(failure_threshold, cooldown, cooldown_max, clock=clock),
-                timeout,
-                self,
-            )
-            for url in urls
-        ]
+        self.shards: list[Shard] = []
+        for url in urls:
+            breaker = CircuitBreaker(failure_threshold, cooldown, cooldown_max, clock=clock)
+            scheme = url.partition("://")[0]
+            if scheme.endswith("+cluster"):
+                shard = ClusterShard(
+                    url, breaker, timeout, self, tls, queue_timeout, pubsub=cluster_pubsub
+                )
+            elif scheme.endswith("+sentinel"):
+                shard = SentinelShard(url, breaker, timeout, self, tls, queue_timeout)
+            else:
+                shard = Shard(url, breaker, timeout, self, tls, queue_timeout)
+            self.shards.append(shard)
         self._meta_ttl_ms = _ms(history_meta_ttl)
         self._presence_ttl_ms = _ms(presence_ttl)
+        self._node_ttl_ms = _ms(node_ttl)
+        self._counting: dict[str, asyncio.Future] = {}  # channel -> its last occupancy update
+        self._recounting = False
         self._sink: BrokerSink | None = None
         self._closed = False
         self._positions: dict[str, Publication] = {}  # last delivered, per subscribed channel
         self._present: dict[str, dict[str, ClientInfo]] = {}  # this node's presence entries
         self._tasks: set[asyncio.Task] = set()
         self._maintenance: asyncio.Task | None = None
+        self._lease: asyncio.Task | None = None
+        self._leased = False  # a lease of this node was ever taken (its first is not a loss)
         # Numbers for /api/v1/info and metrics.
         self.publishes = 0
         self.publish_latency = 0.0  # seconds, the last publish
@@ -154,6 +198,10 @@ class RedisBroker(Broker):
 
     def breakers(self) -> list[CircuitBreaker]:
         return [shard.breaker for shard in self.shards]
+
+    @property
+    def overloaded(self) -> int:
+        return sum(shard.slots.overloaded for shard in self.shards)
 
     def status(self) -> dict[str, Any]:
         if self.healthy:
@@ -194,13 +242,14 @@ class RedisBroker(Broker):
         for shard in self.shards:
             shard.start()
         await asyncio.wait([s.first_attempt for s in self.shards], timeout=3 * self.timeout + 1)
-        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+        loop = asyncio.get_running_loop()
+        self._maintenance = loop.create_task(self._maintain())
+        self._lease = loop.create_task(self._keep_lease())
 
     async def close(self) -> None:
         self._closed = True
         tasks = list(self._tasks)
-        if self._maintenance is not None:
-            tasks.append(self._maintenance)
+        tasks += [task for task in (self._maintenance, self._lease) if task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -221,6 +270,9 @@ class RedisBroker(Broker):
     def on_shard_down(self, shard: Shard) -> None:
         if self.local_delivery_on_outage:
             self._new_local_stream(shard)
+
+    def on_channel_moved(self, shard: Shard, channel: str) -> None:
+        self._spawn(self._resync(shard, channel))
 
     @staticmethod
     def _new_local_stream(shard: Shard) -> None:
@@ -245,35 +297,20 @@ class RedisBroker(Broker):
         held = shard.resyncing.get(channel)
         if held is None:
             return
-        replay: list[Publication] = []
-        last = self._positions.get(channel)
-        try:
-            if last is not None:
-                since = StreamPosition(last.offset, last.epoch)
-                result = await self._history(shard, channel, since, None)
-                if result.position.epoch != last.epoch:  # a new stream: show it (a gap)
-                    result = await self._history(shard, channel, None, None)
-                replay = result.publications
-        except BrokerUnavailable as exc:
-            logger.info("fastws hub: no history to resync %s: %s", channel, exc)
+
+        async def read(since: StreamPosition | None) -> HistoryResult:
+            return await self._history(shard, channel, since, None)
+
+        replay = await missed(channel, self._positions.get(channel), read)
         if shard.resyncing.get(channel) is not held:
             return  # unsubscribed, or the connection was lost again
         del shard.resyncing[channel]
         self._deliver_in_order(channel, replay + held)
 
     def _deliver_in_order(self, channel: str, publications: list[Publication]) -> None:
-        sink = self._sink
-        positions = self._positions
-        for publication in publications:
-            last = positions.get(channel)
-            if (
-                last is not None
-                and last.epoch == publication.epoch
-                and publication.offset <= last.offset
-            ):
-                continue
-            positions[channel] = publication
-            self._deliver(sink.on_publication, channel, publication)
+        on_publication = self._sink.on_publication
+        for publication in newer(self._positions, channel, publications):
+            self._deliver(on_publication, channel, publication)
 
     async def _restore_presence(self, shard: Shard) -> None:
         """Entries of this node's clients, lost with a restarted Redis, come back now."""
@@ -302,6 +339,90 @@ class RedisBroker(Broker):
                     await shard.execute(pipe.execute)
                 except BrokerUnavailable as exc:
                     logger.info("fastws hub: refreshing stream positions failed: %s", exc)
+
+    # -- occupancy ---------------------------------------------------------------------
+
+    def _occupancy_keys(self) -> tuple[str, str, str]:
+        return rs.OCCUPANCY_KEY, rs.LEASES_KEY, rs.node_key(self._sink.id)
+
+    def _subscribed(self, channel: str) -> bool:
+        return self.shard(channel).pubsub_name(channel) in self.shard(channel).channels
+
+    async def _count(self, occupy: bool, channel: str, recount: bool = False) -> bool | None:
+        """Count this node in (or out of) ``channel``: True when it is the first (the
+        last), None when the first server cannot be asked. Updates of one channel
+        reach Redis in the order they were made; a ``recount`` counts only a channel
+        still subscribed when its turn comes."""
+        shard = self.shards[0]
+        previous = self._counting.get(channel)
+        done = self._counting[channel] = asyncio.get_running_loop().create_future()
+        try:
+            if previous is not None:
+                await asyncio.shield(previous)
+            keys = self._occupancy_keys()
+            if not occupy:
+                return bool(await shard.execute(shard.vacate, keys=keys, args=(channel,)))
+            if recount and not self._subscribed(channel):
+                return None
+            args = (channel, self._sink.id, self._node_ttl_ms)
+            first, lease_gone = await shard.execute(shard.occupy, keys=keys, args=args)
+            self._lease_renewed(lease_gone)
+            return bool(first)
+        except BrokerUnavailable as exc:
+            logger.info("fastws hub: counting the nodes subscribed to %s failed: %s", channel, exc)
+            return None
+        finally:
+            done.set_result(None)
+            if self._counting.get(channel) is done:
+                del self._counting[channel]
+
+    async def _keep_lease(self) -> None:
+        """Renew this node's lease every ``node_ttl / 3``; drop the nodes whose lease ended."""
+        shard = self.shards[0]
+        while not self._closed:
+            if shard.breaker.state == CLOSED:
+                try:
+                    await self._renew_lease(shard)
+                except BrokerUnavailable as exc:
+                    logger.info("fastws hub: renewing the node's lease failed: %s", exc)
+            await asyncio.sleep(self.node_ttl / 3)
+
+    async def _renew_lease(self, shard: Shard) -> None:
+        sink = self._sink
+        lease_gone, gone = await shard.execute(
+            shard.lease, keys=(rs.LEASES_KEY,), args=(sink.id, self._node_ttl_ms)
+        )
+        self._lease_renewed(lease_gone)
+        for node in gone:
+            node = node.decode()
+            keys = (rs.OCCUPANCY_KEY, rs.LEASES_KEY, rs.node_key(node))
+            vacated = await shard.execute(shard.reap, keys=keys, args=(node,))
+            if vacated:
+                logger.info("fastws hub: node %s is gone; %d channels left vacated", node, len(vacated))
+            for channel in vacated:
+                self._deliver(sink.on_channel_vacated, channel.decode())
+
+    def _lease_renewed(self, was_gone: bool) -> None:
+        """A lease found gone after this node held one means its counts were lost: count
+        again. The first lease a node takes was not there before, and that is no loss."""
+        if was_gone and self._leased:
+            self._spawn(self._recount())
+        self._leased = True
+
+    async def _recount(self) -> None:
+        """This node's lease was gone, and with it the counts of its channels (the other
+        nodes were told they were vacated, or Redis lost them): count every channel
+        the node is subscribed to again; of those this makes occupied, it is told."""
+        if self._recounting:
+            return
+        self._recounting = True
+        try:
+            channels = [c for shard in self.shards for c in list(shard.channels.values())]
+            for channel in channels:
+                if await self._count(True, channel, recount=True):
+                    self._deliver(self._sink.on_channel_occupied, channel)
+        finally:
+            self._recounting = False
 
     # -- messages from Redis -----------------------------------------------------------
 
@@ -339,7 +460,12 @@ class RedisBroker(Broker):
 
     # -- the broker interface ------------------------------------------------------------
 
-    async def subscribe(self, channel: str) -> None:
+    async def subscribe(self, channel: str) -> bool | None:
+        await self._listen(channel)
+        return await self._count(True, channel)
+
+    async def _listen(self, channel: str) -> None:
+        """Have the pub/sub connection of the channel's server deliver it here."""
         shard = self.shard(channel)
         name = shard.pubsub_name(channel)
         connection = shard.pubsub
@@ -361,17 +487,18 @@ class RedisBroker(Broker):
                     connection.unsubscribe([name])
             raise shard.failed(exc) from None
 
-    async def unsubscribe(self, channel: str) -> None:
+    async def unsubscribe(self, channel: str) -> bool | None:
         shard = self.shard(channel)
         name = shard.pubsub_name(channel)
         if shard.channels.pop(name, None) is None:
-            return
+            return False
         shard.resyncing.pop(channel, None)
         self._positions.pop(channel, None)
         connection = shard.pubsub
         if connection is not None and not connection.lost:
             with contextlib.suppress(PubSubError):  # lost: nothing is subscribed any more
                 connection.unsubscribe([name])
+        return await self._count(False, channel)
 
     async def publish(
         self, channel: str, data: bytes, user: str | None, options: PublishOptions
@@ -494,21 +621,21 @@ class RedisBroker(Broker):
                 callback = self._sink.on_join if kind == b"j" else self._sink.on_leave
                 self._deliver(callback, channel, info)
             return
-        await shard.execute(shard.redis.publish, name, kind + rs.encode_client(info))
+        await shard.execute(shard.send, name, kind + rs.encode_client(info))
 
     async def send_to_user(self, user: str, sender: str | None, data: bytes) -> None:
         shard = self.shard(user)
         message = rs.encode_user_message(user, sender, data)
-        await shard.execute(shard.redis.publish, shard.control, message)
+        await shard.execute(shard.send, shard.control, message)
 
     async def disconnect_user(self, user: str, code: int, reason: str) -> None:
         shard = self.shard(user)
         message = rs.encode_user_disconnect(user, code, reason)
-        await shard.execute(shard.redis.publish, shard.control, message)
+        await shard.execute(shard.send, shard.control, message)
 
     async def control(self, data: bytes) -> None:
         shard = self.shards[0]
-        await shard.execute(shard.redis.publish, shard.control, b"c" + data)
+        await shard.execute(shard.send, shard.control, b"c" + data)
 
     async def remove_history(self, channel: str) -> None:
         shard = self.shard(channel)

@@ -12,18 +12,27 @@ unanswered the connection is taken as dead and aborted, so a Redis that stops
 answering without closing the socket is noticed within two intervals.
 ``on_lost(connection, exc)`` is called once when the connection ends, whatever
 the cause.
+
+A ``sharded`` connection (Redis Cluster, Redis 7) uses SSUBSCRIBE and
+SUNSUBSCRIBE, one channel per command (a command's channels must share a slot).
+Redis unsubscribes it by itself from the channels of a slot that moved to
+another node; each of those is told to ``on_dropped(name)``. To tell them from
+the confirmations of its own SUNSUBSCRIBEs, those confirmations are matched by
+name, outside the FIFO.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
 
 import hiredis
 
-MESSAGE = b"message"
+MESSAGES = (b"message", b"smessage")
+SUNSUBSCRIBE = b"sunsubscribe"
 
 
 def pack_command(*args: bytes) -> bytes:
@@ -46,9 +55,14 @@ class PubSubConnection(asyncio.Protocol):
         on_message: Callable[[bytes, bytes], None],
         on_lost: Callable[[PubSubConnection, BaseException | None], None],
         keepalive: float = 2.0,
+        sharded: bool = False,
+        on_dropped: Callable[[bytes], None] | None = None,
     ) -> None:
         self._on_message = on_message
         self._on_lost = on_lost
+        self._on_dropped = on_dropped
+        self.sharded = sharded
+        self._leaving: set[bytes] = set()  # sharded: our SUNSUBSCRIBEs not yet confirmed
         self._keepalive = keepalive
         self._reader = hiredis.Reader()
         self._transport: asyncio.Transport | None = None
@@ -70,12 +84,19 @@ class PubSubConnection(asyncio.Protocol):
         password: str | None = None,
         client_name: str | None = None,
         timeout: float = 2.0,
+        tls: ssl.SSLContext | None = None,
+        sharded: bool = False,
+        on_dropped: Callable[[bytes], None] | None = None,
     ) -> PubSubConnection:
-        """Connect (authenticate, name the connection) within ``timeout`` seconds."""
+        """Connect (TLS, authenticate, name the connection) within ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
-        connection = cls(on_message, on_lost, keepalive=timeout)
+        connection = cls(
+            on_message, on_lost, keepalive=timeout, sharded=sharded, on_dropped=on_dropped
+        )
         async with asyncio.timeout(timeout):
-            await loop.create_connection(lambda: connection, host, port)
+            await loop.create_connection(
+                lambda: connection, host, port, ssl=tls, server_hostname=host if tls else None
+            )
             try:
                 if password is not None:
                     credentials = [username.encode()] if username else []
@@ -103,9 +124,13 @@ class PubSubConnection(asyncio.Protocol):
                 reply = reader.gets()
                 if reply is False:
                     return
-                if type(reply) is list and len(reply) == 3 and reply[0] == MESSAGE:
-                    self._on_message(reply[1], reply[2])
-                    continue
+                if type(reply) is list and len(reply) == 3:
+                    if reply[0] in MESSAGES:
+                        self._on_message(reply[1], reply[2])
+                        continue
+                    if reply[0] == SUNSUBSCRIBE:
+                        self._unsubscribed(reply[1])
+                        continue
                 if reply == [b"pong", b""] or reply == b"PONG":
                     self._ping_outstanding = False
                 if self._pending:
@@ -147,14 +172,29 @@ class PubSubConnection(asyncio.Protocol):
         return await future
 
     def subscribe(self, channels: list[bytes]) -> list[asyncio.Future]:
-        """SUBSCRIBE: one future per channel, done when Redis confirms it."""
+        """SUBSCRIBE (or SSUBSCRIBE): one future per channel, done when Redis confirms it."""
         futures = [self._loop.create_future() for _ in channels]
-        self._write(pack_command(b"SUBSCRIBE", *channels), futures)
+        if self.sharded:
+            command = b"".join(pack_command(b"SSUBSCRIBE", name) for name in channels)
+        else:
+            command = pack_command(b"SUBSCRIBE", *channels)
+        self._write(command, futures)
         return futures
 
     def unsubscribe(self, channels: list[bytes]) -> None:
-        """UNSUBSCRIBE; no confirmation is awaited (the channel's messages are ignored)."""
+        """UNSUBSCRIBE (or SUNSUBSCRIBE); no confirmation is awaited (the channel's
+        messages are ignored)."""
+        if self.sharded:
+            self._leaving.update(channels)
+            self._write(b"".join(pack_command(b"SUNSUBSCRIBE", name) for name in channels), ())
+            return
         self._write(pack_command(b"UNSUBSCRIBE", *channels), [None] * len(channels))
+
+    def _unsubscribed(self, name: bytes) -> None:
+        if name in self._leaving:
+            self._leaving.discard(name)
+        elif self._on_dropped is not None:
+            self._on_dropped(name)
 
     def _tick(self) -> None:
         if self.lost:

@@ -4,8 +4,9 @@ Keys of one channel share the hash tag ``{channel}`` (channel names cannot hold
 braces), so in a Redis Cluster they sit in one slot and one script may touch
 them all::
 
-    fastws:{C}:m   hash  e = epoch, o = last offset      (expires history_meta_ttl
-                                                          after the last publication)
+    fastws:{C}:m   hash  e = epoch, o = last offset,    (expires history_meta_ttl
+                         r = replication id of the        after the last publication)
+                         server that wrote them
     fastws:{C}:h   list  history records, oldest first  (expires history_ttl after
                                                           the last publication)
     fastws:{C}:p   hash  client id -> presence record   (expires presence_ttl after
@@ -13,10 +14,27 @@ them all::
     fastws:nodes   hash  node id -> node record          (on the first server; each
                                                           entry expires on its own)
 
+Occupancy, on the first server: how many nodes are subscribed to each channel,
+and what each node holds under a lease it renews every ``node_ttl / 3``::
+
+    fastws:{hub}:occupancy   hash  channel -> number of nodes subscribed
+    fastws:{hub}:leases      zset  node id -> when its lease ends (ms)
+    fastws:{hub}:node:ID     set   the channels node ID is subscribed to
+
+(one hash tag, so that in a Redis Cluster one script may touch them all)
+
+A node counts a channel once (``OCCUPY``), uncounts it once (``VACATE``), and
+whoever moves a count between 0 and 1 is the one node told. A node whose lease
+ended is dropped by the first live node that notices (``REAP``), which is then
+told of the channels that left vacated. A node that finds its lease gone (it
+was dropped, or Redis lost its data) counts its channels again.
+
 Pub/sub channels: ``fastws:{C}`` carries the channel's publications, joins and
 leaves; ``fastws:ctl`` carries private messages, user disconnects and control
 messages to every node. Redis pub/sub ignores the database number, so with a database other than
-0 both names get the suffix ``@DB`` and hubs on other databases stay apart.
+0 both names get the suffix ``@DB`` and hubs on other databases stay apart. In a
+Redis Cluster they are sharded pub/sub channels (``SSUBSCRIBE``, ``SPUBLISH``)
+where the servers have them (Redis 7): each lives on the node owning its slot.
 
 Records are ``,``-separated decimal fields followed by raw bytes; a user name
 is preceded by its length (-1 when there is none), so no escaping is needed:
@@ -47,6 +65,8 @@ USER_MESSAGE = ord("m")
 USER_DISCONNECT = ord("d")
 CONTROL_MESSAGE = ord("c")
 NODES_KEY = "fastws:nodes"
+OCCUPANCY_KEY = "fastws:{hub}:occupancy"
+LEASES_KEY = "fastws:{hub}:leases"
 
 
 def meta_key(channel: str) -> str:
@@ -59,6 +79,11 @@ def history_key(channel: str) -> str:
 
 def presence_key(channel: str) -> str:
     return f"fastws:{{{channel}}}:p"
+
+
+def node_key(node: str) -> str:
+    """The channels ``node`` is subscribed to (occupancy)."""
+    return f"fastws:{{hub}}:node:{node}"
 
 
 def pubsub_suffix(db: int) -> str:
@@ -166,15 +191,25 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 # The stream position: created with the caller's random epoch when missing (a
-# lost or expired stream), and then its old history is dropped with it.
+# lost or expired stream), and then its old history is dropped with it. The
+# position also records the replication id of the server that wrote it. A
+# replica promoted by a failover lists its old master's id as its previous one
+# (master_replid2) and may lack that master's latest writes: there the stream
+# starts again under a new epoch instead of reusing offsets its readers have
+# seen. A server restarted from its files, or a cluster node that received the
+# channel's slot, has another id and keeps the stream (and records its own id).
 _POSITION = """
-local meta = redis.call('HMGET', KEYS[1], 'e', 'o')
+local meta = redis.call('HMGET', KEYS[1], 'e', 'o', 'r')
 local epoch, offset = meta[1], tonumber(meta[2])
-if not epoch then
+local replication = redis.call('INFO', 'replication')
+local server = string.match(replication, 'master_replid:(%w+)')
+if not epoch or meta[3] == string.match(replication, 'master_replid2:(%w+)') then
   epoch, offset = NEW_EPOCH, 0
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0, 'r', server)
   redis.call('PEXPIRE', KEYS[1], META_TTL)
   redis.call('DEL', KEYS[2])
+elseif meta[3] ~= server then
+  redis.call('HSET', KEYS[1], 'r', server)
 end
 """
 
@@ -202,6 +237,10 @@ redis.call('PUBLISH', ARGV[1], string.format('p%d,', offset) .. epoch .. ',' .. 
 return {offset, epoch}
 """
 )
+
+# The same for sharded pub/sub (Redis Cluster): the message goes to the
+# subscribers of the node that owns the channel's slot, the one running this.
+SPUBLISH = PUBLISH.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
 
 # KEYS: meta, history. ARGV: since epoch ('' for none), since offset, limit (-1:
 # no limit), new epoch, meta ttl ms, reverse (1: the records before since, the
@@ -278,14 +317,74 @@ return live
 """
 )
 
+# -- occupancy: KEYS are always occupancy, leases, the node's channels --------------------
+
+# ARGV: channel, node id, lease ms. Renews the node's lease and counts it in the
+# channel; returns {1 when it is the first node there, 1 when the lease was gone}.
+OCCUPY = (
+    _NOW
+    + """
+local gone = redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[2])
+if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then return {0, gone} end
+if redis.call('HINCRBY', KEYS[1], ARGV[1], 1) == 1 then return {1, gone} end
+return {0, gone}
+"""
+)
+
+# ARGV: channel. Uncounts the node from the channel; returns 1 when it was the last.
+VACATE = """
+if redis.call('SREM', KEYS[3], ARGV[1]) == 0 then return 0 end
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) > 0 then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+"""
+
+# KEYS: leases. ARGV: node id, lease ms. Renews the lease; returns {1 when the
+# lease was gone, the nodes whose lease ended (at most 100 at a time)}.
+LEASE = (
+    _NOW
+    + """
+local gone = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return {gone, redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)}
+"""
+)
+
+# ARGV: the node id of KEYS[3]. When its lease has ended, uncounts the node from
+# every channel it held and forgets it; returns the channels left vacated. The
+# lease is checked again here, so of nodes reaping at once only one gets them.
+REAP = (
+    _NOW
+    + """
+local lease = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not lease or tonumber(lease) > now then return {} end
+local vacated = {}
+for _, channel in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  if redis.call('HINCRBY', KEYS[1], channel, -1) <= 0 then
+    redis.call('HDEL', KEYS[1], channel)
+    vacated[#vacated + 1] = channel
+  end
+end
+redis.call('DEL', KEYS[3])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return vacated
+"""
+)
+
 __all__ = [
     "ADD_PRESENCE",
     "CONTROL",
     "CONTROL_MESSAGE",
     "NODES_KEY",
     "HISTORY",
+    "LEASE",
+    "LEASES_KEY",
+    "OCCUPANCY_KEY",
+    "OCCUPY",
     "PRESENCE",
     "PUBLISH",
+    "REAP",
+    "SPUBLISH",
+    "VACATE",
     "decode_client",
     "decode_history",
     "decode_node",
@@ -299,6 +398,7 @@ __all__ = [
     "encode_user_message",
     "history_key",
     "meta_key",
+    "node_key",
     "presence_key",
     "pubsub_name",
     "pubsub_suffix",

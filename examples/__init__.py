@@ -1,0 +1,1 @@
+"""Applications built on fastws, each with its README and its tests under tests/examples/."""

@@ -1,0 +1,1 @@
+"""The example applications of examples/, run end to end."""
