@@ -345,13 +345,17 @@ class Scale:
         return sorted(open_files(pid) for pid in self.hub.workers())
 
     def idle(self) -> None:
+        s = self.settings
         window = Window(self.hub.pids)
         fleet = Window(lambda: self.fleet.pids)
         pings = self.fleet.report()["pings"]
-        time.sleep(self.settings.idle_seconds)
+        profile = self.profile_worker(s.idle_seconds * 0.8) if s.profile else None
+        time.sleep(s.idle_seconds)
         self.results["idle"] = window.end() | {
             "pings": self.fleet.report()["pings"] - pings, "fleet_cpu_percent": fleet.end()["cpu_percent"]
         }
+        if profile is not None:
+            self.results["idle"]["profile"] = profiled(profile)
         self.log(f"idle: {self.results['idle']}")
 
     def fanout(self) -> None:

@@ -119,9 +119,12 @@ def write(results: dict, docs: Path, img_dir: Path, command: str) -> None:
         f"window. The clients used {idle['fleet_cpu_percent']}%. Machine: {idle['machine_busy_percent']}% busy, "
         f"load average {idle['load_average']}.",
         "",
-        "## Fan-out",
-        "",
     ]
+    if idle.get("profile"):
+        out += ["Where an idle worker's busy moments go (py-spy, one worker, share of samples):", ""]
+        out += _table(["function (file:line)", "share"], [[f"`{name}`", f"{share}%"] for name, share in idle["profile"]])
+        out += [""]
+    out += ["## Fan-out", ""]
     f = results["fanout"]
     out += _table(
         ["publications", "deliveries", "p50", "p99", "max", "all delivered", "machine busy", "load"],

@@ -14,7 +14,9 @@ REDIS_CLIENTS = 2000
 
 
 def test_every_client_connects_and_gets_every_publication_exactly_once() -> None:
-    settings = scale.Settings(clients=CLIENTS, workers=2, broker="memory", log=lambda _: None)
+    settings = scale.Settings(
+        clients=CLIENTS, workers=2, broker="memory", idle_seconds=2, log=lambda _: None
+    )
     hub = scale.HubRun(settings)
     hub.start()
     fleet = Fleet(Target(hub.port, scale.token(), scale.API_KEY, settings.channels))
@@ -22,6 +24,7 @@ def test_every_client_connects_and_gets_every_publication_exactly_once() -> None
     try:
         fleet.add(CLIENTS, rate=5000)
         scale.wait_for(lambda: fleet.report()["ready"] == CLIENTS, 50, "every client subscribed", 0.25)
+        run.idle()  # measured, and one worker profiled (py-spy is a dev dependency)
         run.publish(5, 10.0, broadcast=False)  # to the channel all share
         run.publish(5, 10.0, broadcast=True)  # to each of the 100 channels
         # A worker dies: its clients come back through the other and recover what they missed.
@@ -39,6 +42,8 @@ def test_every_client_connects_and_gets_every_publication_exactly_once() -> None
     assert report["live"] + report["recovered"] == run.expected
     assert report["drops"] > 0
     assert report["duplicates"] == report["gaps"] == report["unrecovered"] == report["errors"] == 0
+    idle = run.results["idle"]
+    assert idle["seconds"] > 0 and isinstance(idle["profile"], list)
 
 
 def test_with_redis_the_whole_hub_killed_and_restarted_loses_no_client_and_nothing() -> None:
