@@ -186,7 +186,7 @@ def command_scale(args: argparse.Namespace) -> int:
     failed = results.get("failed")
     if failed is not None:
         print(f"scale: {failed['phase']} failed: {failed['error']}", file=sys.stderr)
-    command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "python -m bench " + shlex.join(_without_outputs(sys.argv[1:]))
     try:
         scale_report.write(results, Path(args.docs), Path(args.img_dir), command)
     except KeyError as missing:
@@ -194,6 +194,21 @@ def command_scale(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {args.docs} and plots under {args.img_dir}")
     return 0 if failed is None else 1
+
+
+def _without_outputs(argv: list[str]) -> list[str]:
+    """The arguments that decide what a scale run measures: where it writes its files
+    (results, report, plots) is left out of the command the report names."""
+    outputs = ("--results-dir", "--docs", "--img-dir")
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in outputs:
+            skip = True
+        elif not arg.startswith(tuple(name + "=" for name in outputs)):
+            kept.append(arg)
+    return kept
 
 
 def main(argv: list[str] | None = None) -> int:
